@@ -1,0 +1,17 @@
+"""Optimization algorithms, one per module, registered by name."""
+
+from __future__ import annotations
+
+from hypersearch.algorithms import random_search, tpe  # noqa: F401  (registers them)
+from hypersearch.algorithms.base import (
+    Algorithm,
+    Observation,
+    available,
+    create,
+    get_algorithm,
+    register,
+    validate_options,
+)
+
+__all__ = ["Algorithm", "Observation", "available", "create", "get_algorithm", "register",
+           "validate_options"]

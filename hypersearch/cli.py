@@ -1,0 +1,128 @@
+"""The ``hypersearch`` command line: run, algos, validate.
+
+Exit codes: 0 success; 2 bad input (one ``error:`` line on stderr naming the field); 1 a run that
+could not finish; 130 interrupted after saving (resume with ``--resume RUN_DIR``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from hypersearch.errors import HypersearchError, UserInputError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _experiment_path(given: str | None, err: Console) -> Path:
+    if given is not None:
+        return Path(given)
+    from hypersearch.experiment import default_experiment_path
+
+    path, which = default_experiment_path()
+    err.print(f"using {which}", highlight=False, soft_wrap=True)
+    return path
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hypersearch")
+def cli() -> None:
+    """Metaheuristic hyperparameter optimization (GA, PSO, RF surrogate, A*, TPE, random)."""
+
+
+@cli.command()
+@click.argument("experiment", required=False)
+@click.option("--algo", help="Algorithm name (see `hypersearch algos`); default tpe.")
+@click.option("--trials", type=click.IntRange(min=1), help="Trial budget (overrides the file).")
+@click.option("--parallel", type=click.IntRange(min=1), help="Trials in flight at once.")
+@click.option("--seed", type=int, help="Run seed (overrides the file).")
+@click.option("--out", default="runs", show_default=True, help="Folder for run folders.")
+@click.option("--name", help="Experiment name used for the run folder (overrides the file).")
+@click.option("--resume", "resume", type=click.Path(file_okay=False),
+              help="Continue the run in this run folder (needs no EXPERIMENT).")
+@click.option("--executor", default="local", show_default=True,
+              type=click.Choice(["inline", "local"]), help="Where trials run.")
+@click.option("--storage", help="SQLAlchemy URL for the Optuna study (default: study.db in the "
+                                "run folder).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON, nothing else.")
+def run(experiment: str | None, algo: str | None, trials: int | None, parallel: int | None,
+        seed: int | None, out: str, name: str | None, resume: str | None, executor: str,
+        storage: str | None, as_json: bool) -> int:
+    """Tune EXPERIMENT (default ./hypersearch.yaml, else the packaged default)."""
+    from hypersearch.engine import run as run_experiment
+    from hypersearch.report import RunProgress, print_run_end
+    from hypersearch.store import opened
+
+    err = Console(stderr=True)
+    if resume is not None and experiment is not None:
+        raise UserInputError("--resume: continues from the run folder's own experiment.yaml; "
+                             "give no EXPERIMENT")
+    path = None if resume is not None else _experiment_path(experiment, err)
+    result = run_experiment(
+        path, algo=algo, trials=trials, parallel=parallel, seed=seed, out=out, name=name,
+        resume=resume, executor=executor, storage=storage,
+        progress=None if as_json else (lambda store: RunProgress(store, err)))
+    if as_json:
+        click.echo(json.dumps(result.summary, indent=2, default=str))
+    else:
+        with opened(result.run_dir) as store:
+            print_run_end(Console(), store, result.summary, result.interrupted)
+    return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
+
+
+@cli.command()
+def algos() -> int:
+    """List the algorithms."""
+    from hypersearch.algorithms import available
+
+    table = Table("name", "description", title="algorithms (--algo NAME)", title_justify="left")
+    for name, cls in available().items():
+        table.add_row(name, cls.description)
+    Console().print(table)
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("experiment")
+def validate(experiment: str) -> int:
+    """Check an experiment file (schema, search space, objective import) without running it."""
+    from hypersearch.experiment import load_experiment
+    from hypersearch.objectives.base import build_objective
+
+    exp = load_experiment(experiment)
+    build_objective(exp.objective).check()
+    objectives = ", ".join(f"{m} ({d})" for m, d in exp.objectives.items())
+    click.echo(f"ok: {exp.name}: {exp.space.dim} parameters ({', '.join(exp.params)}); "
+               f"{exp.objective.kind} objective; optimizing {objectives}; "
+               f"{exp.budget.trials} trials, {exp.budget.parallel} in parallel")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the CLI and maps outcomes to exit codes."""
+    try:
+        code = cli.main(args=argv, prog_name="hypersearch", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        code = done.exit_code
+    except click.UsageError as usage:
+        click.echo(f"error: {' '.join(usage.format_message().split())}", err=True)
+        return EXIT_BAD_INPUT
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("error: interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except UserInputError as bad:
+        click.echo(f"error: {bad}", err=True)
+        return EXIT_BAD_INPUT
+    except HypersearchError as failed:
+        click.echo(f"error: {failed}", err=True)
+        return EXIT_FAILED
+    return code if isinstance(code, int) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

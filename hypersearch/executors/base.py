@@ -1,0 +1,118 @@
+"""Executors run trials: ``submit`` a request, ``poll`` for results, ``free_slots``, ``shutdown``.
+
+A trial that fails, in any way, comes back as a ``TrialResult`` with state FAIL and a reason
+(exception, timeout, worker_lost, oom, non_finite); it never stops the run.
+"""
+
+from __future__ import annotations
+
+import abc
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypersearch.errors import TrialFailure
+from hypersearch.objectives.base import Objective, TrialContext, as_metrics
+
+COMPLETE, FAIL = "COMPLETE", "FAIL"
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    """One trial to run: its number in the study, its config and where it may write files."""
+
+    number: int
+    config: dict[str, Any]
+    seed: int
+    trial_dir: Path
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What came of a trial. ``reason`` and ``error`` are set for failures."""
+
+    number: int
+    state: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    reason: str | None = None
+    duration_s: float = 0.0
+    device: str = "cpu"
+    traceback: str | None = None
+
+    @classmethod
+    def failed(cls, request: TrialRequest, reason: str, error: str, **kw: Any) -> TrialResult:
+        return cls(request.number, FAIL, error=error, reason=reason, **kw)
+
+
+def execute(objective: Objective, request: TrialRequest, device: str,
+            enforce_timeout: bool = False) -> TrialResult:
+    """Run one trial in this process and turn whatever happens into a ``TrialResult``."""
+    ctx = TrialContext(request.number, request.seed, device, request.trial_dir,
+                       request.timeout if enforce_timeout else None)
+    start = time.perf_counter()
+    try:
+        with _alarm(ctx.timeout):
+            metrics = as_metrics(objective.evaluate(request.config, ctx), "objective")
+    except TrialFailure as failure:
+        return TrialResult.failed(request, failure.reason, str(failure), device=device,
+                                  duration_s=time.perf_counter() - start)
+    except Exception as exc:
+        reason = "oom" if type(exc).__name__ == "OutOfMemoryError" else "exception"
+        return TrialResult.failed(request, reason, f"{type(exc).__name__}: {exc}", device=device,
+                                  duration_s=time.perf_counter() - start,
+                                  traceback=traceback.format_exc(limit=-8))
+    return TrialResult(request.number, COMPLETE, metrics, duration_s=time.perf_counter() - start,
+                       device=device)
+
+
+@contextmanager
+def _alarm(seconds: float | None) -> Iterator[None]:
+    """Interrupt an in-process trial after ``seconds`` (main thread only; SIGALRM)."""
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise TrialFailure("timeout", f"trial still running after {seconds:g}s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class Executor(abc.ABC):
+    """Runs trials somewhere; the engine keeps ``free_slots()`` of them busy."""
+
+    @abc.abstractmethod
+    def submit(self, request: TrialRequest) -> int:
+        """Start a trial; returns its handle (the trial number)."""
+
+    @abc.abstractmethod
+    def poll(self, timeout: float | None) -> list[TrialResult]:
+        """Results finished since the last poll; waits up to ``timeout`` s for at least one."""
+
+    @abc.abstractmethod
+    def free_slots(self) -> int:
+        """How many more trials can be submitted now."""
+
+    @abc.abstractmethod
+    def shutdown(self) -> None:
+        """Stop every worker; trials still running are abandoned (the store keeps them)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()

@@ -1,0 +1,285 @@
+"""The experiment file: schema, validation and defaults.
+
+An experiment says what to tune (``params``), how to score a config (``objective``), which
+metrics to optimize (``objectives``) and how much to spend (``budget``). Validation errors are
+one line naming the field, the rule and the value; unknown keys are rejected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from hypersearch.errors import ExperimentError, format_validation_error
+from hypersearch.space import Param, SearchSpace, StrictModel, rule_error
+
+NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# Columns of trials.csv that a parameter or metric must not shadow.
+RESERVED_COLUMNS = frozenset({"number", "state", "duration_s", "error", "device"})
+Direction = Literal["minimize", "maximize"]
+
+
+class SyntheticSpec(StrictModel):
+    """A benchmark function (branin, hartmann6, rosenbrock, ackley, …) with optional noise."""
+
+    function: str
+    dim: Annotated[int, Field(ge=1)] | None = None
+    noise: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+
+
+class PythonSpec(StrictModel):
+    """``"package.module:function"``, imported from ``path`` (relative to the experiment file)."""
+
+    function: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
+    path: list[str] = []
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return [str(_resolve(p, info)) for p in value]
+
+
+class CommandSpec(StrictModel):
+    """An argv template (never a shell); ``{param}`` placeholders are replaced by values."""
+
+    argv: Annotated[list[str], Field(min_length=1)]
+    cwd: str | None = None
+    env: dict[str, str] = {}
+
+    @field_validator("cwd")
+    @classmethod
+    def _absolute(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else str(_resolve(value, info))
+
+
+class ObjectiveSpec(StrictModel):
+    """Exactly one of ``trainer``, ``python``, ``command`` or ``synthetic``."""
+
+    trainer: dict[str, Any] | None = None
+    python: PythonSpec | None = None
+    command: CommandSpec | None = None
+    synthetic: SyntheticSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, data: Any) -> Any:
+        """``python: "mod:fn"`` and ``command: [argv…]`` are accepted as shorthands."""
+        if isinstance(data, Mapping):
+            data = dict(data)
+            if isinstance(data.get("python"), str):
+                data["python"] = {"function": data["python"]}
+            if isinstance(data.get("command"), list):
+                data["command"] = {"argv": data["command"]}
+            if isinstance(data.get("synthetic"), str):
+                data["synthetic"] = {"function": data["synthetic"]}
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ObjectiveSpec:
+        given = [k for k in ("trainer", "python", "command", "synthetic") if getattr(self, k)]
+        if len(given) != 1:
+            raise rule_error(None, "needs exactly one of trainer, python, command, synthetic "
+                                   f"(got {', '.join(given) or 'none'})")
+        if self.trainer is not None:
+            raise rule_error("trainer", "the built-in PyTorch trainer is not available in this "
+                                        "version yet (use synthetic, python or command)")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("trainer", "python", "command", "synthetic") if getattr(self, k))
+
+
+class Budget(StrictModel):
+    """How many trials, how many at once, and how long one may run (seconds)."""
+
+    trials: Annotated[int, Field(ge=1)] = 40
+    parallel: Annotated[int, Field(ge=1)] = 1
+    trial_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+
+
+class Experiment(StrictModel):
+    """A validated experiment. Build one with :func:`load_experiment` or ``Experiment(**mapping)``."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)] = "experiment"
+    seed: int = 0
+    objective: ObjectiveSpec
+    objectives: dict[str, Direction] = {}
+    params: dict[str, Param] = {}
+    budget: Budget = Budget()
+    algorithm: dict[str, dict[str, Any]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        """Synthetic functions bring their own domain; objectives default to ``value``."""
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        objective = data.get("objective")
+        if not isinstance(objective, Mapping):
+            return data
+        objectives_given = bool(data.get("objectives"))
+        if not objectives_given:
+            data["objectives"] = ({"val_loss": "minimize"} if "trainer" in objective
+                                  else {"value": "minimize"})
+        if "synthetic" in objective:
+            from hypersearch.objectives import synthetic
+
+            try:
+                spec = ObjectiveSpec.model_validate(objective).synthetic
+                if not data.get("params"):
+                    data["params"] = synthetic.default_params(spec)
+                if not objectives_given:
+                    data["objectives"] = synthetic.default_objectives(spec)
+            except (ValidationError, ExperimentError):
+                pass  # reported, with its field, by the validators that follow
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Experiment:
+        self.space  # noqa: B018  (raises on an empty space or a bad name)
+        for metric in self.objectives:
+            if not METRIC_NAME.match(metric):
+                raise ExperimentError(f"objectives.{metric}",
+                                      f"metric names must match {METRIC_NAME.pattern} (got "
+                                      f"{metric!r})")
+            if metric in RESERVED_COLUMNS or metric in self.params:
+                raise ExperimentError(f"objectives.{metric}", "collides with a parameter or a "
+                                      f"reserved column ({', '.join(sorted(RESERVED_COLUMNS))})")
+        for name in self.params:
+            if name in RESERVED_COLUMNS:
+                raise ExperimentError(f"params.{name}", "collides with a reserved column of "
+                                      f"trials.csv ({', '.join(sorted(RESERVED_COLUMNS))})")
+        if self.objective.synthetic is not None:
+            from hypersearch.objectives.synthetic import check_spec
+
+            check_spec(self.objective.synthetic, len(self.params))
+        from hypersearch.algorithms import validate_options
+
+        for algo, options in self.algorithm.items():
+            validate_options(algo, options, field=f"algorithm.{algo}")
+        return self
+
+    @property
+    def space(self) -> SearchSpace:
+        return SearchSpace(self.params)
+
+    @property
+    def directions(self) -> list[str]:
+        return list(self.objectives.values())
+
+    def to_yaml(self) -> str:
+        """The resolved experiment (defaults filled in, paths absolute) as YAML."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        data["params"] = self.space.to_dict()
+        return yaml.safe_dump(data, sort_keys=False)
+
+    def with_overrides(self, **changes: Any) -> Experiment:
+        """A copy with top-level or ``budget`` fields changed (``trials=…``, ``name=…``)."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        budget_keys = set(Budget.model_fields)
+        for key, value in changes.items():
+            if value is None:
+                continue
+            if key in budget_keys:
+                data["budget"][key] = value
+            else:
+                data[key] = value
+        return parse_experiment(data)
+
+
+def _resolve(path: str, info: ValidationInfo) -> Path:
+    base = Path((info.context or {}).get("base_dir", "."))
+    return (base / Path(path).expanduser()).resolve()
+
+
+class _Loader(yaml.SafeLoader):
+    """``safe_load`` plus two fixes: duplicate keys are errors, and ``1e-3`` is a float."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise ExperimentError("", f"line {mark.line + 1}, column {mark.column + 1}: "
+                                          f"duplicate key {key!r}")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.1 (PyYAML) needs a dot in floats, so `1e-3` would be the string "1e-3"; YAML 1.2 agrees
+# with users that it is a number.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def read_yaml(text: str, source: str = "experiment") -> Any:
+    """Parse YAML safely; syntax errors and unsafe tags become one-line errors with a position."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506  (_Loader is a SafeLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = " ".join(str(err.problem or err).split())
+        raise ExperimentError(source, f"{where}{problem}") from None
+    except yaml.YAMLError as err:
+        raise ExperimentError(source, " ".join(str(err).split())) from None
+    except ExperimentError as err:
+        raise ExperimentError(source, err.rule) from None
+
+
+def parse_experiment(data: Any, base_dir: Path | str = ".", default_name: str | None = None
+                     ) -> Experiment:
+    """Validate a mapping (as read from YAML); relative paths are taken from ``base_dir``."""
+    if not isinstance(data, Mapping):
+        raise ExperimentError("experiment", f"must be a mapping of fields (got "
+                                            f"{type(data).__name__})")
+    if default_name and "name" not in data and re.match(NAME_PATTERN, default_name):
+        data = {"name": default_name, **data}
+    try:
+        return Experiment.model_validate(data, context={"base_dir": str(base_dir)})
+    except ValidationError as err:
+        raise format_validation_error(err) from None
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and validate an experiment file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ExperimentError(str(path), f"cannot read the file ({err.strerror})") from None
+    data = read_yaml(text, source=str(path))
+    return parse_experiment(data, base_dir=path.resolve().parent, default_name=path.stem)
+
+
+def packaged_experiments_dir() -> Path:
+    """The example experiments: installed inside the package, or beside it in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "searchspaces", here.parent / "searchspaces"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("the packaged searchspaces/ folder is missing")
+
+
+DEFAULT_EXPERIMENT = "default.yaml"
+
+
+def default_experiment_path() -> tuple[Path, str]:
+    """``./hypersearch.yaml`` if present, else the packaged default; and which one it was."""
+    local = Path("hypersearch.yaml")
+    if local.is_file():
+        return local, "./hypersearch.yaml"
+    packaged = packaged_experiments_dir() / DEFAULT_EXPERIMENT
+    return packaged, f"the packaged default experiment ({packaged})"
