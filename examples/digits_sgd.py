@@ -31,15 +31,18 @@ def train(config: dict[str, Any], ctx: Any = None) -> dict[str, float]:
     xv = torch.tensor((x_val - mean) / std, dtype=torch.float32)
     yt, yv = torch.tensor(y_train), torch.tensor(y_val)
     model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=float(config["lr"]),
-                          weight_decay=float(config.get("weight_decay", 0.0)),
-                          momentum=float(config.get("momentum", 0.0)))
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=float(config["lr"]),
+        weight_decay=float(config.get("weight_decay", 0.0)),
+        momentum=float(config.get("momentum", 0.0)),
+    )
     loss_fn = torch.nn.CrossEntropyLoss()
     start = time.perf_counter()
     for _ in range(epochs):
         order = torch.randperm(len(xt))
         for i in range(0, len(xt), 64):
-            batch = order[i:i + 64]
+            batch = order[i : i + 64]
             opt.zero_grad()
             loss = loss_fn(model(xt[batch]), yt[batch])
             loss.backward()
@@ -49,8 +52,11 @@ def train(config: dict[str, Any], ctx: Any = None) -> dict[str, float]:
         logits = model(xv)
         val_loss = float(loss_fn(logits, yv))
         accuracy = float((logits.argmax(1) == yv).float().mean())
-    return {"val_loss": val_loss if math.isfinite(val_loss) else float("nan"),
-            "val_accuracy": accuracy, "train_seconds": train_seconds}
+    return {
+        "val_loss": val_loss if math.isfinite(val_loss) else float("nan"),
+        "val_accuracy": accuracy,
+        "train_seconds": train_seconds,
+    }
 
 
 def main() -> None:
@@ -61,8 +67,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
-    metrics = train({"lr": args.lr, "weight_decay": args.weight_decay, "momentum": args.momentum,
-                     "seed": args.seed, "epochs": args.epochs})
+    metrics = train(
+        {
+            "lr": args.lr,
+            "weight_decay": args.weight_decay,
+            "momentum": args.momentum,
+            "seed": args.seed,
+            "epochs": args.epochs,
+        }
+    )
     print(json.dumps(metrics))
 
 

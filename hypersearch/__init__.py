@@ -1,7 +1,7 @@
 """hypersearch: metaheuristic hyperparameter optimization.
 
     >>> import hypersearch
-    >>> result = hypersearch.run("searchspaces/branin.yaml", algo="tpe", trials=20)  # doctest: +SKIP
+    >>> result = hypersearch.run("searchspaces/branin.yaml", algo="tpe")  # doctest: +SKIP
     >>> result.summary["best"]  # doctest: +SKIP
 
 Names are imported lazily so that worker processes stay light.

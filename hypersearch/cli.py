@@ -43,16 +43,36 @@ def cli() -> None:
 @click.option("--seed", type=int, help="Run seed (overrides the file).")
 @click.option("--out", default="runs", show_default=True, help="Folder for run folders.")
 @click.option("--name", help="Experiment name used for the run folder (overrides the file).")
-@click.option("--resume", "resume", type=click.Path(file_okay=False),
-              help="Continue the run in this run folder (needs no EXPERIMENT).")
-@click.option("--executor", default="local", show_default=True,
-              type=click.Choice(["inline", "local"]), help="Where trials run.")
-@click.option("--storage", help="SQLAlchemy URL for the Optuna study (default: study.db in the "
-                                "run folder).")
+@click.option(
+    "--resume",
+    "resume",
+    type=click.Path(file_okay=False),
+    help="Continue the run in this run folder (needs no EXPERIMENT).",
+)
+@click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    type=click.Choice(["inline", "local"]),
+    help="Where trials run.",
+)
+@click.option(
+    "--storage", help="SQLAlchemy URL for the Optuna study (default: study.db in the run folder)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON, nothing else.")
-def run(experiment: str | None, algo: str | None, trials: int | None, parallel: int | None,
-        seed: int | None, out: str, name: str | None, resume: str | None, executor: str,
-        storage: str | None, as_json: bool) -> int:
+def run(
+    experiment: str | None,
+    algo: str | None,
+    trials: int | None,
+    parallel: int | None,
+    seed: int | None,
+    out: str,
+    name: str | None,
+    resume: str | None,
+    executor: str,
+    storage: str | None,
+    as_json: bool,
+) -> int:
     """Tune EXPERIMENT (default ./hypersearch.yaml, else the packaged default)."""
     from hypersearch.engine import run as run_experiment
     from hypersearch.report import RunProgress, print_run_end
@@ -60,13 +80,23 @@ def run(experiment: str | None, algo: str | None, trials: int | None, parallel: 
 
     err = Console(stderr=True)
     if resume is not None and experiment is not None:
-        raise UserInputError("--resume: continues from the run folder's own experiment.yaml; "
-                             "give no EXPERIMENT")
+        raise UserInputError(
+            "--resume: continues from the run folder's own experiment.yaml; give no EXPERIMENT"
+        )
     path = None if resume is not None else _experiment_path(experiment, err)
     result = run_experiment(
-        path, algo=algo, trials=trials, parallel=parallel, seed=seed, out=out, name=name,
-        resume=resume, executor=executor, storage=storage,
-        progress=None if as_json else (lambda store: RunProgress(store, err)))
+        path,
+        algo=algo,
+        trials=trials,
+        parallel=parallel,
+        seed=seed,
+        out=out,
+        name=name,
+        resume=resume,
+        executor=executor,
+        storage=storage,
+        progress=None if as_json else (lambda store: RunProgress(store, err)),
+    )
     if as_json:
         click.echo(json.dumps(result.summary, indent=2, default=str))
     else:
@@ -97,9 +127,11 @@ def validate(experiment: str) -> int:
     exp = load_experiment(experiment)
     build_objective(exp.objective).check()
     objectives = ", ".join(f"{m} ({d})" for m, d in exp.objectives.items())
-    click.echo(f"ok: {exp.name}: {exp.space.dim} parameters ({', '.join(exp.params)}); "
-               f"{exp.objective.kind} objective; optimizing {objectives}; "
-               f"{exp.budget.trials} trials, {exp.budget.parallel} in parallel")
+    click.echo(
+        f"ok: {exp.name}: {exp.space.dim} parameters ({', '.join(exp.params)}); "
+        f"{exp.objective.kind} objective; optimizing {objectives}; "
+        f"{exp.budget.trials} trials, {exp.budget.parallel} in parallel"
+    )
     return EXIT_OK
 
 

@@ -69,21 +69,31 @@ class _Clock:
         return self.overhead_before + time.perf_counter() - self.start - self.waiting
 
 
-def optimize(store: RunStore, algorithm: Algorithm, executor: Executor, clock: _Clock,
-             progress: Progress | None = None) -> None:
+def optimize(
+    store: RunStore,
+    algorithm: Algorithm,
+    executor: Executor,
+    clock: _Clock,
+    progress: Progress | None = None,
+) -> None:
     """Run trials until the budget of finished trials is reached."""
     experiment = store.experiment
     space, budget = experiment.space, experiment.budget.trials
-    algorithm.tell([Observation(space.encode(r.params), store.losses(r))
-                    for r in store.finished()])
+    algorithm.tell([Observation(space.encode(r.params), store.losses(r)) for r in store.finished()])
     requeue = deque(store.running())  # cut off by a kill: run again under the same number
     in_flight: dict[int, np.ndarray] = {}
     n_finished = len(store.finished())
 
     def dispatch(number: int, config: dict[str, Any], x: np.ndarray) -> None:
-        executor.submit(TrialRequest(number, config, trial_seed(store.seed, number),
-                                     store.run_dir / "trials" / str(number),
-                                     experiment.budget.trial_timeout))
+        executor.submit(
+            TrialRequest(
+                number,
+                config,
+                trial_seed(store.seed, number),
+                store.run_dir / "trials" / str(number),
+                experiment.budget.trial_timeout,
+            )
+        )
         in_flight[number] = x
 
     while True:
@@ -100,8 +110,9 @@ def optimize(store: RunStore, algorithm: Algorithm, executor: Executor, clock: _
         if not in_flight:
             if n_finished >= budget:
                 return
-            raise AlgorithmError(f"algorithm {algorithm.name!r} proposed no point while no "
-                                 "trial was in flight")
+            raise AlgorithmError(
+                f"algorithm {algorithm.name!r} proposed no point while no trial was in flight"
+            )
         waited = time.perf_counter()
         results = executor.poll(POLL_SECONDS)
         clock.waiting += time.perf_counter() - waited
@@ -129,23 +140,40 @@ def _checked(result: TrialResult, experiment: Experiment) -> TrialResult:
     return result
 
 
-def run(experiment: Experiment | str | Path | None = None, *, algo: str | None = None,
-        trials: int | None = None, parallel: int | None = None, seed: int | None = None,
-        out: str | Path = "runs", name: str | None = None, resume: str | Path | None = None,
-        executor: str = "local", storage: str | None = None,
-        progress: Callable[[RunStore], Progress] | None = None) -> RunResult:
+def run(
+    experiment: Experiment | str | Path | None = None,
+    *,
+    algo: str | None = None,
+    trials: int | None = None,
+    parallel: int | None = None,
+    seed: int | None = None,
+    out: str | Path = "runs",
+    name: str | None = None,
+    resume: str | Path | None = None,
+    executor: str = "local",
+    storage: str | None = None,
+    progress: Callable[[RunStore], Progress] | None = None,
+) -> RunResult:
     """Run (or, with ``resume``, continue) an experiment; returns the run folder and summary.
 
     >>> result = run("searchspaces/branin.yaml", algo="random", trials=8)  # doctest: +SKIP
     """
-    store = _resumed(Path(resume), algo, trials, parallel) if resume is not None else \
-        _created(experiment, algo or "tpe", trials, parallel, seed, Path(out), name, storage)
+    store = (
+        _resumed(Path(resume), algo, trials, parallel)
+        if resume is not None
+        else _created(experiment, algo or "tpe", trials, parallel, seed, Path(out), name, storage)
+    )
     try:
         exp = store.experiment
         previous = _previous_times(store.run_dir)
         clock = _Clock(*previous)
-        algorithm = algorithms.create(store.algo, exp.space, len(exp.objectives), seed=store.seed,
-                                      options=exp.algorithm.get(store.algo))
+        algorithm = algorithms.create(
+            store.algo,
+            exp.space,
+            len(exp.objectives),
+            seed=store.seed,
+            options=exp.algorithm.get(store.algo),
+        )
         store.export(clock.wall, clock.overhead)
         pool = make_executor(executor, exp.objective, exp.budget.parallel)
         interrupted = False
@@ -161,9 +189,16 @@ def run(experiment: Experiment | str | Path | None = None, *, algo: str | None =
         store.close()
 
 
-def _created(experiment: Experiment | str | Path | None, algo: str, trials: int | None,
-             parallel: int | None, seed: int | None, out: Path, name: str | None,
-             storage: str | None) -> RunStore:
+def _created(
+    experiment: Experiment | str | Path | None,
+    algo: str,
+    trials: int | None,
+    parallel: int | None,
+    seed: int | None,
+    out: Path,
+    name: str | None,
+    storage: str | None,
+) -> RunStore:
     if experiment is None:
         raise UserInputError("no experiment given")
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
@@ -179,8 +214,7 @@ def _created(experiment: Experiment | str | Path | None, algo: str, trials: int 
     raise UserInputError(f"--out: too many runs named {base} in {out}")
 
 
-def _resumed(run_dir: Path, algo: str | None, trials: int | None,
-             parallel: int | None) -> RunStore:
+def _resumed(run_dir: Path, algo: str | None, trials: int | None, parallel: int | None) -> RunStore:
     store = RunStore.open(run_dir)
     if algo is not None and algo != store.algo:
         store.close()

@@ -84,11 +84,17 @@ class ObjectiveSpec(StrictModel):
     def _exactly_one(self) -> ObjectiveSpec:
         given = [k for k in ("trainer", "python", "command", "synthetic") if getattr(self, k)]
         if len(given) != 1:
-            raise rule_error(None, "needs exactly one of trainer, python, command, synthetic "
-                                   f"(got {', '.join(given) or 'none'})")
+            raise rule_error(
+                None,
+                "needs exactly one of trainer, python, command, synthetic "
+                f"(got {', '.join(given) or 'none'})",
+            )
         if self.trainer is not None:
-            raise rule_error("trainer", "the built-in PyTorch trainer is not available in this "
-                                        "version yet (use synthetic, python or command)")
+            raise rule_error(
+                "trainer",
+                "the built-in PyTorch trainer is not available in this "
+                "version yet (use synthetic, python or command)",
+            )
         return self
 
     @property
@@ -105,7 +111,7 @@ class Budget(StrictModel):
 
 
 class Experiment(StrictModel):
-    """A validated experiment. Build one with :func:`load_experiment` or ``Experiment(**mapping)``."""
+    """A validated experiment: from :func:`load_experiment` or ``Experiment(**mapping)``."""
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)] = "experiment"
     seed: int = 0
@@ -127,8 +133,9 @@ class Experiment(StrictModel):
             return data
         objectives_given = bool(data.get("objectives"))
         if not objectives_given:
-            data["objectives"] = ({"val_loss": "minimize"} if "trainer" in objective
-                                  else {"value": "minimize"})
+            data["objectives"] = (
+                {"val_loss": "minimize"} if "trainer" in objective else {"value": "minimize"}
+            )
         if "synthetic" in objective:
             from hypersearch.objectives import synthetic
 
@@ -147,16 +154,23 @@ class Experiment(StrictModel):
         self.space  # noqa: B018  (raises on an empty space or a bad name)
         for metric in self.objectives:
             if not METRIC_NAME.match(metric):
-                raise ExperimentError(f"objectives.{metric}",
-                                      f"metric names must match {METRIC_NAME.pattern} (got "
-                                      f"{metric!r})")
+                raise ExperimentError(
+                    f"objectives.{metric}",
+                    f"metric names must match {METRIC_NAME.pattern} (got {metric!r})",
+                )
             if metric in RESERVED_COLUMNS or metric in self.params:
-                raise ExperimentError(f"objectives.{metric}", "collides with a parameter or a "
-                                      f"reserved column ({', '.join(sorted(RESERVED_COLUMNS))})")
+                raise ExperimentError(
+                    f"objectives.{metric}",
+                    "collides with a parameter or a "
+                    f"reserved column ({', '.join(sorted(RESERVED_COLUMNS))})",
+                )
         for name in self.params:
             if name in RESERVED_COLUMNS:
-                raise ExperimentError(f"params.{name}", "collides with a reserved column of "
-                                      f"trials.csv ({', '.join(sorted(RESERVED_COLUMNS))})")
+                raise ExperimentError(
+                    f"params.{name}",
+                    "collides with a reserved column of "
+                    f"trials.csv ({', '.join(sorted(RESERVED_COLUMNS))})",
+                )
         if self.objective.synthetic is not None:
             from hypersearch.objectives.synthetic import check_spec
 
@@ -209,8 +223,9 @@ class _Loader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 mark = key_node.start_mark
-                raise ExperimentError("", f"line {mark.line + 1}, column {mark.column + 1}: "
-                                          f"duplicate key {key!r}")
+                raise ExperimentError(
+                    "", f"line {mark.line + 1}, column {mark.column + 1}: duplicate key {key!r}"
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -227,7 +242,7 @@ _Loader.add_implicit_resolver(
 def read_yaml(text: str, source: str = "experiment") -> Any:
     """Parse YAML safely; syntax errors and unsafe tags become one-line errors with a position."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506  (_Loader is a SafeLoader)
+        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -239,12 +254,14 @@ def read_yaml(text: str, source: str = "experiment") -> Any:
         raise ExperimentError(source, err.rule) from None
 
 
-def parse_experiment(data: Any, base_dir: Path | str = ".", default_name: str | None = None
-                     ) -> Experiment:
+def parse_experiment(
+    data: Any, base_dir: Path | str = ".", default_name: str | None = None
+) -> Experiment:
     """Validate a mapping (as read from YAML); relative paths are taken from ``base_dir``."""
     if not isinstance(data, Mapping):
-        raise ExperimentError("experiment", f"must be a mapping of fields (got "
-                                            f"{type(data).__name__})")
+        raise ExperimentError(
+            "experiment", f"must be a mapping of fields (got {type(data).__name__})"
+        )
     if default_name and "name" not in data and re.match(NAME_PATTERN, default_name):
         data = {"name": default_name, **data}
     try:

@@ -37,13 +37,24 @@ class RunProgress:
         self._bar: Progress | None = None
         if console.is_terminal:
             self._bar = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
                 TextColumn("failed {task.fields[failed]}"),
-                TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                TimeRemainingColumn(), console=console, transient=False)
-            self._task = self._bar.add_task(f"{store.experiment.name} · {store.algo}",
-                                            total=self.budget, completed=self.done,
-                                            failed=self.failed, best=self._best(store))
+                TextColumn("best {task.fields[best]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=False,
+            )
+            self._task = self._bar.add_task(
+                f"{store.experiment.name} · {store.algo}",
+                total=self.budget,
+                completed=self.done,
+                failed=self.failed,
+                best=self._best(store),
+            )
 
     def _best(self, store: RunStore) -> str:
         best = store.best()
@@ -65,11 +76,18 @@ class RunProgress:
         if self._bar is not None:
             self._bar.update(self._task, completed=self.done, failed=self.failed, best=best)
             return
-        outcome = (f"{self.primary}={_num(record.metrics.get(self.primary))}"
-                   if record.state == "COMPLETE" else record.error)
-        self.console.print(f"trial {record.number} {record.state} {outcome} · best {best} · "
-                           f"{self.done}/{self.budget} done, {self.failed} failed",
-                           highlight=False, markup=False, soft_wrap=True)
+        outcome = (
+            f"{self.primary}={_num(record.metrics.get(self.primary))}"
+            if record.state == "COMPLETE"
+            else record.error
+        )
+        self.console.print(
+            f"trial {record.number} {record.state} {outcome} · best {best} · "
+            f"{self.done}/{self.budget} done, {self.failed} failed",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def best_trials_table(store: RunStore, limit: int = 5) -> Table:
@@ -86,27 +104,40 @@ def best_trials_table(store: RunStore, limit: int = 5) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("#", justify="right")
     for metric, direction in objectives.items():
-        table.add_column(f"{metric} ({'max' if direction == 'maximize' else 'min'})",
-                         justify="right", style="bold")
+        table.add_column(
+            f"{metric} ({'max' if direction == 'maximize' else 'min'})",
+            justify="right",
+            style="bold",
+        )
     for name in store.experiment.params:
         table.add_column(name, justify="right")
     table.add_column("seconds", justify="right")
     for record in rows:
-        table.add_row(str(record.number), *(_num(record.metrics[m]) for m in objectives),
-                      *(_num(record.params[p], 4) for p in store.experiment.params),
-                      _num(record.duration_s, 3))
+        table.add_row(
+            str(record.number),
+            *(_num(record.metrics[m]) for m in objectives),
+            *(_num(record.params[p], 4) for p in store.experiment.params),
+            _num(record.duration_s, 3),
+        )
     return table
 
 
-def print_run_end(console: Console, store: RunStore, summary: dict[str, Any],
-                  interrupted: bool) -> None:
+def print_run_end(
+    console: Console, store: RunStore, summary: dict[str, Any], interrupted: bool
+) -> None:
     console.print(best_trials_table(store))
     hv = summary.get("hypervolume")
-    console.print(f"{summary['complete']} complete, {summary['failed']} failed of "
-                  f"{summary['budget']} · {summary['wall_seconds']:.1f}s wall, "
-                  f"{summary['overhead_seconds']:.1f}s engine overhead"
-                  + (f" · hypervolume {hv:.6g}" if hv is not None else ""), highlight=False)
+    console.print(
+        f"{summary['complete']} complete, {summary['failed']} failed of "
+        f"{summary['budget']} · {summary['wall_seconds']:.1f}s wall, "
+        f"{summary['overhead_seconds']:.1f}s engine overhead"
+        + (f" · hypervolume {hv:.6g}" if hv is not None else ""),
+        highlight=False,
+    )
     console.print(f"run folder: {summary['run_dir']}", highlight=False, soft_wrap=True)
     if interrupted or summary["trials"] < summary["budget"]:
-        console.print(f"interrupted; continue with: hypersearch run --resume {summary['run_dir']}",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"interrupted; continue with: hypersearch run --resume {summary['run_dir']}",
+            highlight=False,
+            soft_wrap=True,
+        )

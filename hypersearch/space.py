@@ -6,7 +6,8 @@ config encodes to the centre of its bucket, so ``decode(encode(config)) == confi
 for ints, categoricals and stepped floats, and to float rounding (1e-12 relative) for continuous
 floats.
 
-    >>> space = SearchSpace.from_dict({"lr": {"type": "float", "low": 1e-4, "high": 1, "log": True}})
+    >>> space = SearchSpace.from_dict({"lr": {"type": "float", "low": 1e-4, "high": 1,
+    ...                                       "log": True}})
     >>> space.decode(space.encode({"lr": 0.01}))["lr"]  # doctest: +ELLIPSIS
     0.01...
 """
@@ -52,8 +53,11 @@ def fmt(value: Any) -> str:
 
 def rule_error(field: str | None, message: str) -> PydanticCustomError:
     """A validation error about ``field`` (a sub-field of the model that raises it)."""
-    return PydanticCustomError("hypersearch_rule", message.replace("{", "{{").replace("}", "}}"),
-                               {"field": field} if field else None)
+    return PydanticCustomError(
+        "hypersearch_rule",
+        message.replace("{", "{{").replace("}", "}}"),
+        {"field": field} if field else None,
+    )
 
 
 class StrictModel(BaseModel):
@@ -90,13 +94,17 @@ class FloatParam(StrictModel):
             raise rule_error("low", f"must be > 0 when log is true (got {fmt(self.low)})")
         if self.step is not None:
             if self.log:
-                raise rule_error("step", f"cannot be combined with log (got step={fmt(self.step)}"
-                                         ", log=true)")
+                raise rule_error(
+                    "step", f"cannot be combined with log (got step={fmt(self.step)}, log=true)"
+                )
             cells = (self.high - self.low) / self.step
             if abs(cells - round(cells)) > 1e-9 * max(1.0, cells):
-                raise rule_error("step", f"high - low must be a multiple of step (got low="
-                                         f"{fmt(self.low)}, high={fmt(self.high)}, step="
-                                         f"{fmt(self.step)})")
+                raise rule_error(
+                    "step",
+                    f"high - low must be a multiple of step (got low="
+                    f"{fmt(self.low)}, high={fmt(self.high)}, step="
+                    f"{fmt(self.step)})",
+                )
         return self
 
     def _n_cells(self) -> int:
@@ -143,11 +151,15 @@ class IntParam(StrictModel):
         if self.log and self.low < 1:
             raise rule_error("low", f"must be >= 1 when log is true (got {fmt(self.low)})")
         if self.log and self.step != 1:
-            raise rule_error("step", f"cannot be combined with log (got step={self.step}, "
-                                     "log=true)")
+            raise rule_error(
+                "step", f"cannot be combined with log (got step={self.step}, log=true)"
+            )
         if (self.high - self.low) % self.step:
-            raise rule_error("step", f"high - low must be a multiple of step (got low={self.low}"
-                                     f", high={self.high}, step={self.step})")
+            raise rule_error(
+                "step",
+                f"high - low must be a multiple of step (got low={self.low}"
+                f", high={self.high}, step={self.step})",
+            )
         return self
 
     def _log_edges(self) -> tuple[float, float]:
@@ -241,8 +253,9 @@ class SearchSpace:
             raise ExperimentError("params", "must declare at least one parameter")
         for name in params:
             if not PARAM_NAME.match(name):
-                raise ExperimentError(f"params.{name}", "names must match [A-Za-z_][A-Za-z0-9_]* "
-                                                        f"(got {name!r})")
+                raise ExperimentError(
+                    f"params.{name}", f"names must match [A-Za-z_][A-Za-z0-9_]* (got {name!r})"
+                )
         self.params = dict(params)
         self.names = list(params)
 
@@ -275,8 +288,10 @@ class SearchSpace:
         return {n: p.to_optuna() for n, p in self.params.items()}
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return {n: p.model_dump(exclude_defaults=True) | {"type": p.type}
-                for n, p in self.params.items()}
+        return {
+            n: p.model_dump(exclude_defaults=True) | {"type": p.type}
+            for n, p in self.params.items()
+        }
 
     def __repr__(self) -> str:
         return f"SearchSpace({', '.join(self.names)})"

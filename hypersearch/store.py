@@ -84,21 +84,31 @@ class RunStore:
     # -- opening ---------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, run_dir: Path, experiment: Experiment, algo: str, seed: int,
-               storage: str | None = None) -> RunStore:
+    def create(
+        cls, run_dir: Path, experiment: Experiment, algo: str, seed: int, storage: str | None = None
+    ) -> RunStore:
         """A new run folder with a new study (``storage``: any SQLAlchemy URL; default SQLite)."""
         try:
             run_dir.mkdir(parents=True)
         except FileExistsError:
             raise RunFolderError(f"--out: run folder {run_dir} already exists") from None
         _atomic_write(run_dir / "experiment.yaml", experiment.to_yaml())
-        manifest = {"algo": algo, "seed": seed, "storage": storage, "study_name": run_dir.name,
-                    "created": dt.datetime.now().isoformat(timespec="seconds")}
+        manifest = {
+            "algo": algo,
+            "seed": seed,
+            "storage": storage,
+            "study_name": run_dir.name,
+            "created": dt.datetime.now().isoformat(timespec="seconds"),
+        }
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(storage=storage or _sqlite_url(run_dir),
-                                    study_name=run_dir.name, directions=experiment.directions)
-        study.set_user_attr("hypersearch", {"algo": algo, "seed": seed,
-                                            "objectives": experiment.objectives})
+        study = optuna.create_study(
+            storage=storage or _sqlite_url(run_dir),
+            study_name=run_dir.name,
+            directions=experiment.directions,
+        )
+        study.set_user_attr(
+            "hypersearch", {"algo": algo, "seed": seed, "objectives": experiment.objectives}
+        )
         _atomic_write(run_dir / "run.json", json.dumps(manifest, indent=2))
         return cls(run_dir, experiment, manifest)
 
@@ -107,8 +117,9 @@ class RunStore:
         """Reopen a run folder (to resume or report it)."""
         manifest_path = run_dir / "run.json"
         if not manifest_path.is_file():
-            raise RunFolderError(f"--resume: {run_dir} is not a hypersearch run folder "
-                                 "(no run.json)")
+            raise RunFolderError(
+                f"--resume: {run_dir} is not a hypersearch run folder (no run.json)"
+            )
         manifest = json.loads(manifest_path.read_text())
         return cls(run_dir, load_experiment(run_dir / "experiment.yaml"), manifest)
 
@@ -120,10 +131,18 @@ class RunStore:
     def start_trial(self, config: Mapping[str, Any]) -> int:
         """Create a RUNNING trial for ``config``; returns its number."""
         template = FrozenTrial(
-            number=-1, state=TrialState.RUNNING, value=None,
-            datetime_start=dt.datetime.now(), datetime_complete=None, params=dict(config),
-            distributions=self._distributions, user_attrs={}, system_attrs={},
-            intermediate_values={}, trial_id=-1)
+            number=-1,
+            state=TrialState.RUNNING,
+            value=None,
+            datetime_start=dt.datetime.now(),
+            datetime_complete=None,
+            params=dict(config),
+            distributions=self._distributions,
+            user_attrs={},
+            system_attrs={},
+            intermediate_values={},
+            trial_id=-1,
+        )
         trial_id = self.storage.create_new_trial(self._study_id, template_trial=template)
         number = self.storage.get_trial_number_from_id(trial_id)
         self._trial_ids[number] = trial_id
@@ -135,8 +154,13 @@ class RunStore:
         trial_id = self._trial_ids[result.number]
         for key, value in result.metrics.items():
             self.storage.set_trial_user_attr(trial_id, key, value)
-        info = {"duration_s": result.duration_s, "device": result.device,
-                "reason": result.reason, "error": result.error, "traceback": result.traceback}
+        info = {
+            "duration_s": result.duration_s,
+            "device": result.device,
+            "reason": result.reason,
+            "error": result.error,
+            "traceback": result.traceback,
+        }
         self.storage.set_trial_user_attr(trial_id, INFO_ATTR, info)
         if result.state == COMPLETE:
             values = [result.metrics[m] for m in self.experiment.objectives]
@@ -162,8 +186,10 @@ class RunStore:
         """A finished record's losses (maximized metrics negated); None if it failed."""
         if record.state != COMPLETE:
             return None
-        return tuple(-record.metrics[m] if d == "maximize" else record.metrics[m]
-                     for m, d in self.experiment.objectives.items())
+        return tuple(
+            -record.metrics[m] if d == "maximize" else record.metrics[m]
+            for m, d in self.experiment.objectives.items()
+        )
 
     def front(self) -> list[TrialRecord]:
         """Complete trials on the Pareto front of the objectives (the best one(s) for one)."""
@@ -191,14 +217,23 @@ class RunStore:
 
     def trials_frame(self, records: list[TrialRecord] | None = None) -> pd.DataFrame:
         """``number,state,<param…>,<metric…>,duration_s,error`` (objectives first)."""
-        records = sorted(self.records.values(), key=lambda r: r.number) if records is None \
-            else records
+        records = (
+            sorted(self.records.values(), key=lambda r: r.number) if records is None else records
+        )
         metrics = list(self.experiment.objectives)
         for record in records:
             metrics += [m for m in record.metrics if m not in metrics]
-        rows = [{"number": r.number, "state": r.state, **r.params,
-                 **{m: r.metrics.get(m) for m in metrics},
-                 "duration_s": r.duration_s, "error": r.error} for r in records]
+        rows = [
+            {
+                "number": r.number,
+                "state": r.state,
+                **r.params,
+                **{m: r.metrics.get(m) for m in metrics},
+                "duration_s": r.duration_s,
+                "error": r.error,
+            }
+            for r in records
+        ]
         columns = ["number", "state", *self.experiment.params, *metrics, "duration_s", "error"]
         return pd.DataFrame(rows, columns=columns)
 
@@ -206,19 +241,26 @@ class RunStore:
         finished = self.finished()
         best = self.best()
         return {
-            "name": self.experiment.name, "algo": self.algo, "seed": self.seed,
-            "trials": len(finished), "budget": self.experiment.budget.trials,
+            "name": self.experiment.name,
+            "algo": self.algo,
+            "seed": self.seed,
+            "trials": len(finished),
+            "budget": self.experiment.budget.trials,
             "complete": sum(r.state == COMPLETE for r in finished),
             "failed": sum(r.state == FAIL for r in finished),
             "running": len(self.running()),
             "objectives": dict(self.experiment.objectives),
-            "best": None if best is None else {"number": best.number, "params": best.params,
-                                               "metrics": best.metrics},
-            "pareto_size": len(self.front()), "hypervolume": self.hypervolume(),
+            "best": None
+            if best is None
+            else {"number": best.number, "params": best.params, "metrics": best.metrics},
+            "pareto_size": len(self.front()),
+            "hypervolume": self.hypervolume(),
             "wall_seconds": round(wall_seconds, 3),
             "overhead_seconds": round(overhead_seconds, 3),
-            "run_dir": str(self.run_dir), "storage": self.storage_url,
-            "study_name": self.study_name, "versions": versions(),
+            "run_dir": str(self.run_dir),
+            "storage": self.storage_url,
+            "study_name": self.study_name,
+            "versions": versions(),
         }
 
     def export(self, wall_seconds: float, overhead_seconds: float) -> dict[str, Any]:
@@ -237,9 +279,16 @@ def _record(trial: FrozenTrial) -> TrialRecord:
     info = attrs.pop(INFO_ATTR, None) or {}
     state = _STATES.get(trial.state, trial.state.name)
     reason, error = info.get("reason"), info.get("error")
-    return TrialRecord(trial.number, state, dict(trial.params), attrs, info.get("duration_s"),
-                       reason, f"{reason}: {error}" if state == FAIL else None,
-                       info.get("device"))
+    return TrialRecord(
+        trial.number,
+        state,
+        dict(trial.params),
+        attrs,
+        info.get("duration_s"),
+        reason,
+        f"{reason}: {error}" if state == FAIL else None,
+        info.get("device"),
+    )
 
 
 def _sqlite_url(run_dir: Path) -> str:

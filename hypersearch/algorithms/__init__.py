@@ -13,5 +13,12 @@ from hypersearch.algorithms.base import (
     validate_options,
 )
 
-__all__ = ["Algorithm", "Observation", "available", "create", "get_algorithm", "register",
-           "validate_options"]
+__all__ = [
+    "Algorithm",
+    "Observation",
+    "available",
+    "create",
+    "get_algorithm",
+    "register",
+    "validate_options",
+]

@@ -67,8 +67,10 @@ _REGISTRY: dict[str, type[Algorithm]] = {}
 def register(cls: type[Algorithm]) -> type[Algorithm]:
     """Class decorator adding an algorithm under ``cls.name``; a name is never taken twice."""
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"algorithm name {cls.name!r} is already registered by "
-                         f"{_REGISTRY[cls.name].__module__}.{_REGISTRY[cls.name].__qualname__}")
+        raise ValueError(
+            f"algorithm name {cls.name!r} is already registered by "
+            f"{_REGISTRY[cls.name].__module__}.{_REGISTRY[cls.name].__qualname__}"
+        )
     _REGISTRY[cls.name] = cls
     return cls
 
@@ -82,12 +84,14 @@ def get_algorithm(name: str) -> type[Algorithm]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownAlgorithmError(f"--algo: unknown algorithm {name!r} (choose from: "
-                                    f"{', '.join(_REGISTRY)})") from None
+        raise UnknownAlgorithmError(
+            f"--algo: unknown algorithm {name!r} (choose from: {', '.join(_REGISTRY)})"
+        ) from None
 
 
-def parse_options(cls: type[Algorithm], options: Mapping[str, Any],
-                  field: str | None = None) -> BaseModel:
+def parse_options(
+    cls: type[Algorithm], options: Mapping[str, Any], field: str | None = None
+) -> BaseModel:
     try:
         return cls.Options.model_validate(dict(options))
     except ValidationError as err:
@@ -103,8 +107,14 @@ def validate_options(name: str, options: Any, field: str) -> None:
     parse_options(_REGISTRY[name], options, field)
 
 
-def create(name: str, space: SearchSpace, n_objectives: int, *, seed: int,
-           options: Mapping[str, Any] | None = None) -> Algorithm:
+def create(
+    name: str,
+    space: SearchSpace,
+    n_objectives: int,
+    *,
+    seed: int,
+    options: Mapping[str, Any] | None = None,
+) -> Algorithm:
     """Build a registered algorithm by name."""
     return get_algorithm(name)(space, n_objectives, seed=seed, **dict(options or {}))
 

@@ -30,8 +30,11 @@ class RandomSearch(Algorithm):
     def __init__(self, space, n_objectives, *, seed, **options):  # type: ignore[no-untyped-def]
         super().__init__(space, n_objectives, seed=seed, **options)
         n_sobol = self.options.sobol_points
-        self._sobol = (qmc.Sobol(space.dim, scramble=True, rng=self.rng).random(n_sobol)
-                       if n_sobol else np.empty((0, space.dim)))
+        self._sobol = (
+            qmc.Sobol(space.dim, scramble=True, rng=self.rng).random(n_sobol)
+            if n_sobol
+            else np.empty((0, space.dim))
+        )
         self._issued = 0
         self._asked: set[bytes] = set()
 

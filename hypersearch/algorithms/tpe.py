@@ -50,11 +50,13 @@ class TPE(Algorithm):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.TPESampler(
-                seed=seed, multivariate=self.options.multivariate,
+                seed=seed,
+                multivariate=self.options.multivariate,
                 constant_liar=self.options.constant_liar,
                 n_startup_trials=self.options.n_startup_trials,
                 n_ei_candidates=self.options.n_ei_candidates,
-                warn_independent_sampling=False)
+                warn_independent_sampling=False,
+            )
 
     def ask(self, n: int) -> list[np.ndarray]:
         points = []
@@ -71,14 +73,18 @@ class TPE(Algorithm):
     def tell(self, observations: Sequence[Observation]) -> None:
         for obs in observations:
             numbers = self._pending.get(point_key(obs.x))
-            state = (optuna.trial.TrialState.FAIL if obs.failed
-                     else optuna.trial.TrialState.COMPLETE)
+            state = optuna.trial.TrialState.FAIL if obs.failed else optuna.trial.TrialState.COMPLETE
             values = None if obs.failed else list(obs.losses or ())
             if numbers:
                 self._study.tell(numbers.pop(0), values, state=state)
                 if not numbers:
                     del self._pending[point_key(obs.x)]
             else:  # a point we never asked: add it as a finished trial
-                self._study.add_trial(optuna.trial.create_trial(
-                    params=self.space.decode(obs.x), distributions=self._distributions,
-                    values=values, state=state))
+                self._study.add_trial(
+                    optuna.trial.create_trial(
+                        params=self.space.decode(obs.x),
+                        distributions=self._distributions,
+                        values=values,
+                        state=state,
+                    )
+                )

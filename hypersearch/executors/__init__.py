@@ -20,9 +20,17 @@ def make_executor(kind: str, objective_spec: Any, parallel: int) -> Executor:
         from hypersearch.executors.local import LocalExecutor
 
         return LocalExecutor(objective_spec, parallel)
-    raise UserInputError(f"--executor: unknown executor {kind!r} (choose from: "
-                         f"{', '.join(EXECUTORS)})")
+    raise UserInputError(
+        f"--executor: unknown executor {kind!r} (choose from: {', '.join(EXECUTORS)})"
+    )
 
 
-__all__ = ["COMPLETE", "EXECUTORS", "FAIL", "Executor", "TrialRequest", "TrialResult",
-           "make_executor"]
+__all__ = [
+    "COMPLETE",
+    "EXECUTORS",
+    "FAIL",
+    "Executor",
+    "TrialRequest",
+    "TrialResult",
+    "make_executor",
+]

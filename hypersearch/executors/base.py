@@ -52,25 +52,42 @@ class TrialResult:
         return cls(request.number, FAIL, error=error, reason=reason, **kw)
 
 
-def execute(objective: Objective, request: TrialRequest, device: str,
-            enforce_timeout: bool = False) -> TrialResult:
+def execute(
+    objective: Objective, request: TrialRequest, device: str, enforce_timeout: bool = False
+) -> TrialResult:
     """Run one trial in this process and turn whatever happens into a ``TrialResult``."""
-    ctx = TrialContext(request.number, request.seed, device, request.trial_dir,
-                       request.timeout if enforce_timeout else None)
+    ctx = TrialContext(
+        request.number,
+        request.seed,
+        device,
+        request.trial_dir,
+        request.timeout if enforce_timeout else None,
+    )
     start = time.perf_counter()
     try:
         with _alarm(ctx.timeout):
             metrics = as_metrics(objective.evaluate(request.config, ctx), "objective")
     except TrialFailure as failure:
-        return TrialResult.failed(request, failure.reason, str(failure), device=device,
-                                  duration_s=time.perf_counter() - start)
+        return TrialResult.failed(
+            request,
+            failure.reason,
+            str(failure),
+            device=device,
+            duration_s=time.perf_counter() - start,
+        )
     except Exception as exc:
         reason = "oom" if type(exc).__name__ == "OutOfMemoryError" else "exception"
-        return TrialResult.failed(request, reason, f"{type(exc).__name__}: {exc}", device=device,
-                                  duration_s=time.perf_counter() - start,
-                                  traceback=traceback.format_exc(limit=-8))
-    return TrialResult(request.number, COMPLETE, metrics, duration_s=time.perf_counter() - start,
-                       device=device)
+        return TrialResult.failed(
+            request,
+            reason,
+            f"{type(exc).__name__}: {exc}",
+            device=device,
+            duration_s=time.perf_counter() - start,
+            traceback=traceback.format_exc(limit=-8),
+        )
+    return TrialResult(
+        request.number, COMPLETE, metrics, duration_s=time.perf_counter() - start, device=device
+    )
 
 
 @contextmanager

@@ -8,6 +8,7 @@ trial with ``worker_lost`` and is replaced. Workers ignore Ctrl-C: the driver ha
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -49,8 +50,13 @@ def _worker_main(conn: Connection, objective_spec: dict[str, Any], device: str) 
 
 
 class LocalExecutor(Executor):
-    def __init__(self, objective_spec: Any, parallel: int, devices: list[str] | None = None,
-                 env: dict[str, dict[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        objective_spec: Any,
+        parallel: int,
+        devices: list[str] | None = None,
+        env: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         self._spec = objective_spec.model_dump(mode="json")
         self._context = mp.get_context("spawn")
         devices = devices or ["cpu"]
@@ -59,8 +65,12 @@ class LocalExecutor(Executor):
 
     def _start(self, device: str) -> _Worker:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(child, self._spec, device),
-                                        daemon=True, name=f"hypersearch-worker-{device}")
+        process = self._context.Process(
+            target=_worker_main,
+            args=(child, self._spec, device),
+            daemon=True,
+            name=f"hypersearch-worker-{device}",
+        )
         saved = dict(os.environ)
         os.environ.update(self._env.get(device, {}))  # e.g. CUDA_VISIBLE_DEVICES, before import
         try:
@@ -89,8 +99,11 @@ class LocalExecutor(Executor):
             if results or not busy or (deadline is not None and now >= deadline):
                 return results
             waits = [deadline - now] if deadline is not None else []
-            waits += [w.started + w.request.timeout + TIMEOUT_GRACE_S - now
-                      for w in busy if w.request and w.request.timeout is not None]
+            waits += [
+                w.started + w.request.timeout + TIMEOUT_GRACE_S - now
+                for w in busy
+                if w.request and w.request.timeout is not None
+            ]
             handles: list[Any] = [w.conn for w in busy] + [w.process.sentinel for w in busy]
             wait(handles, timeout=max(0.0, min(waits)) if waits else None)
 
@@ -110,16 +123,32 @@ class LocalExecutor(Executor):
                     pass  # the worker died mid-send: handled as lost below
             if not worker.process.is_alive() or worker.conn.closed:
                 code = worker.process.exitcode
-                how = f"killed by {signal.Signals(-code).name}" if code and code < 0 else \
-                    f"exited with status {code}"
-                results.append(TrialResult.failed(request, "worker_lost", f"worker process {how}",
-                                                  duration_s=elapsed, device=worker.device))
+                how = (
+                    f"killed by {signal.Signals(-code).name}"
+                    if code and code < 0
+                    else f"exited with status {code}"
+                )
+                results.append(
+                    TrialResult.failed(
+                        request,
+                        "worker_lost",
+                        f"worker process {how}",
+                        duration_s=elapsed,
+                        device=worker.device,
+                    )
+                )
                 self._replace(i)
             elif request.timeout is not None and elapsed > request.timeout + TIMEOUT_GRACE_S:
-                results.append(TrialResult.failed(
-                    request, "timeout", f"trial still running after {request.timeout:g}s "
-                                        "(its process group was killed)",
-                    duration_s=elapsed, device=worker.device))
+                results.append(
+                    TrialResult.failed(
+                        request,
+                        "timeout",
+                        f"trial still running after {request.timeout:g}s "
+                        "(its process group was killed)",
+                        duration_s=elapsed,
+                        device=worker.device,
+                    )
+                )
                 self._replace(i)
         return results
 
@@ -137,10 +166,8 @@ class LocalExecutor(Executor):
     def shutdown(self) -> None:
         for worker in self._workers:
             if worker.request is None and worker.process.is_alive():
-                try:
+                with contextlib.suppress(OSError):
                     worker.conn.send(None)
-                except (BrokenPipeError, OSError):
-                    pass
         deadline = time.monotonic() + 2.0
         for worker in self._workers:
             worker.process.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -56,8 +56,9 @@ def as_metrics(value: Any, source: str) -> dict[str, float]:
         try:
             metrics[str(key)] = float(item)
         except (TypeError, ValueError):
-            raise TrialFailure("exception", f"{source} returned metric {key!r} = {item!r}, "
-                                            "which is not a number") from None
+            raise TrialFailure(
+                "exception", f"{source} returned metric {key!r} = {item!r}, which is not a number"
+            ) from None
     return metrics
 
 
@@ -65,8 +66,10 @@ def check_objectives(metrics: Mapping[str, float], objectives: Mapping[str, str]
     """Every optimized metric must be present and finite, or the trial fails."""
     missing = [m for m in objectives if m not in metrics]
     if missing:
-        raise TrialFailure("exception", f"missing objective metric(s) {', '.join(missing)}; "
-                                        f"got {', '.join(metrics) or 'none'}")
+        raise TrialFailure(
+            "exception",
+            f"missing objective metric(s) {', '.join(missing)}; got {', '.join(metrics) or 'none'}",
+        )
     bad = {m: metrics[m] for m in objectives if not math.isfinite(metrics[m])}
     if bad:
         shown = ", ".join(f"{m}={v}" for m, v in bad.items())

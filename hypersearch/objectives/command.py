@@ -8,6 +8,7 @@ bare number (``value``). ``python`` as the program means the interpreter running
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -34,28 +35,45 @@ class CommandObjective(Objective):
 
     def argv(self, config: Mapping[str, Any], ctx: TrialContext) -> list[str]:
         values = {k: _text(v) for k, v in config.items()}
-        values.update(trial=str(ctx.number), seed=str(ctx.seed), trial_dir=str(ctx.trial_dir),
-                      device=ctx.device)
-        argv = [PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), item)
-                for item in self.spec.argv]
+        values.update(
+            trial=str(ctx.number),
+            seed=str(ctx.seed),
+            trial_dir=str(ctx.trial_dir),
+            device=ctx.device,
+        )
+        argv = [
+            PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), item)
+            for item in self.spec.argv
+        ]
         if argv[0] == "python":
             argv[0] = sys.executable
         return argv
 
     def evaluate(self, config: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]:
         ctx.trial_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.spec.env, "HYPERSEARCH_TRIAL": str(ctx.number),
-               "HYPERSEARCH_SEED": str(ctx.seed), "HYPERSEARCH_TRIAL_DIR": str(ctx.trial_dir),
-               "HYPERSEARCH_CONFIG": json.dumps(dict(config))}
+        env = {
+            **os.environ,
+            **self.spec.env,
+            "HYPERSEARCH_TRIAL": str(ctx.number),
+            "HYPERSEARCH_SEED": str(ctx.seed),
+            "HYPERSEARCH_TRIAL_DIR": str(ctx.trial_dir),
+            "HYPERSEARCH_CONFIG": json.dumps(dict(config)),
+        }
         argv = self.argv(config, ctx)
         # With a timeout to enforce here (inline executor), the command gets its own process
         # group so that it and every grandchild can be killed together. Under the local
         # executor the worker's group is killed instead, which includes the command.
         own_group = ctx.timeout is not None
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, cwd=self.spec.cwd, env=env,
-                                    process_group=0 if own_group else None)
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=self.spec.cwd,
+                env=env,
+                process_group=0 if own_group else None,
+            )
         except OSError as err:
             raise TrialFailure("exception", f"cannot start {argv[0]!r}: {err}") from None
         try:
@@ -66,24 +84,28 @@ class CommandObjective(Objective):
                 proc.communicate(timeout=5)
             except subprocess.TimeoutExpired:
                 proc.kill()
-            raise TrialFailure("timeout", f"command still running after {ctx.timeout:g}s "
-                                          "(its process group was killed)") from None
+            raise TrialFailure(
+                "timeout",
+                f"command still running after {ctx.timeout:g}s (its process group was killed)",
+            ) from None
         stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
         tail = stderr[-STDERR_TAIL:].strip()
         if proc.returncode != 0:
-            how = (f"was killed by {signal.Signals(-proc.returncode).name}"
-                   if proc.returncode < 0 else f"exited with status {proc.returncode}")
-            raise TrialFailure("exception", f"command {how}" + (f"; stderr: {tail}" if tail
-                                                                 else ""))
+            how = (
+                f"was killed by {signal.Signals(-proc.returncode).name}"
+                if proc.returncode < 0
+                else f"exited with status {proc.returncode}"
+            )
+            raise TrialFailure(
+                "exception", f"command {how}" + (f"; stderr: {tail}" if tail else "")
+            )
         return parse_metrics(stdout, tail)
 
 
 def kill_group(pgid: int) -> None:
     """SIGKILL a whole process group; fine if it is already gone."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def parse_metrics(stdout: str, stderr_tail: str = "") -> dict[str, float]:
@@ -98,6 +120,8 @@ def parse_metrics(stdout: str, stderr_tail: str = "") -> dict[str, float]:
         return {"value": float(last)}  # also nan / inf, which fail as non_finite later
     except ValueError:
         shown = last if len(last) <= 200 else last[:197] + "..."
-        raise TrialFailure("exception", "the last line of stdout is not a JSON object or a "
-                                        f"number: {shown!r}" + (f"; stderr: {stderr_tail}"
-                                                                if stderr_tail else "")) from None
+        raise TrialFailure(
+            "exception",
+            "the last line of stdout is not a JSON object or a "
+            f"number: {shown!r}" + (f"; stderr: {stderr_tail}" if stderr_tail else ""),
+        ) from None

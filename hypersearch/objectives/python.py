@@ -34,11 +34,15 @@ class PythonObjective(Objective):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as err:
-            raise ExperimentError(FIELD, f"cannot import module {module_name!r} ({err}; searched "
-                                         f"{', '.join(self.spec.path) or 'sys.path'})") from None
+            raise ExperimentError(
+                FIELD,
+                f"cannot import module {module_name!r} ({err}; searched "
+                f"{', '.join(self.spec.path) or 'sys.path'})",
+            ) from None
         except Exception as err:
-            raise ExperimentError(FIELD, f"importing {module_name!r} raised "
-                                         f"{type(err).__name__}: {err}") from None
+            raise ExperimentError(
+                FIELD, f"importing {module_name!r} raised {type(err).__name__}: {err}"
+            ) from None
         fn = getattr(module, attr, None)
         if not callable(fn):
             raise ExperimentError(FIELD, f"module {module_name!r} has no function {attr!r}")

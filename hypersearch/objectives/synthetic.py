@@ -29,10 +29,22 @@ def branin(x: np.ndarray) -> float:
 
 
 _H6_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
-_H6_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
-                  [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
-_H6_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
-                         [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+_H6_A = np.array(
+    [
+        [10, 3, 17, 3.5, 1.7, 8],
+        [0.05, 10, 17, 0.1, 8, 14],
+        [3, 3.5, 1.7, 10, 17, 8],
+        [17, 8, 0.05, 10, 0.1, 14],
+    ]
+)
+_H6_P = 1e-4 * np.array(
+    [
+        [1312, 1696, 5569, 124, 8283, 5886],
+        [2329, 4135, 8307, 3736, 1004, 9991],
+        [2348, 1451, 3522, 2883, 3047, 6650],
+        [4047, 8828, 8732, 5743, 1091, 381],
+    ]
+)
 
 
 def hartmann6(x: np.ndarray) -> float:
@@ -45,8 +57,12 @@ def rosenbrock(x: np.ndarray) -> float:
 
 def ackley(x: np.ndarray) -> float:
     d = len(x)
-    return float(-20 * math.exp(-0.2 * math.sqrt(np.sum(x**2) / d))
-                 - math.exp(np.sum(np.cos(2 * math.pi * x)) / d) + 20 + math.e)
+    return float(
+        -20 * math.exp(-0.2 * math.sqrt(np.sum(x**2) / d))
+        - math.exp(np.sum(np.cos(2 * math.pi * x)) / d)
+        + 20
+        + math.e
+    )
 
 
 def sphere(x: np.ndarray) -> float:
@@ -85,8 +101,10 @@ _BRANIN_BOUNDS = ((-5.0, 10.0), (0.0, 15.0))
 
 def _lookup(name: str) -> SyntheticFunction:
     if name not in FUNCTIONS:
-        raise ExperimentError("objective.synthetic.function",
-                              f"unknown function {name!r} (choose from: {', '.join(FUNCTIONS)})")
+        raise ExperimentError(
+            "objective.synthetic.function",
+            f"unknown function {name!r} (choose from: {', '.join(FUNCTIONS)})",
+        )
     return FUNCTIONS[name]
 
 
@@ -110,14 +128,19 @@ def check_spec(spec: Any, n_params: int) -> None:
     fn = _lookup(spec.function)
     dim = dimension(spec)
     if fn.fixed_dim and dim != fn.default_dim:
-        raise ExperimentError("objective.synthetic.dim", f"{spec.function} is {fn.default_dim}-"
-                                                         f"dimensional (got {dim})")
+        raise ExperimentError(
+            "objective.synthetic.dim",
+            f"{spec.function} is {fn.default_dim}-dimensional (got {dim})",
+        )
     if dim < fn.min_dim:
-        raise ExperimentError("objective.synthetic.dim", f"{spec.function} needs at least "
-                                                         f"{fn.min_dim} dimensions (got {dim})")
+        raise ExperimentError(
+            "objective.synthetic.dim",
+            f"{spec.function} needs at least {fn.min_dim} dimensions (got {dim})",
+        )
     if n_params != dim:
-        raise ExperimentError("params", f"{spec.function} takes {dim} parameters, one per "
-                                        f"dimension (got {n_params})")
+        raise ExperimentError(
+            "params", f"{spec.function} takes {dim} parameters, one per dimension (got {n_params})"
+        )
 
 
 class SyntheticObjective(Objective):
