@@ -111,7 +111,7 @@ class Budget(StrictModel):
 
 
 class Experiment(StrictModel):
-    """A validated experiment: from :func:`load_experiment` or ``Experiment(**mapping)``."""
+    """A validated experiment: from :func:`load_experiment` or :func:`parse_experiment`."""
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)] = "experiment"
     seed: int = 0
@@ -151,6 +151,10 @@ class Experiment(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> Experiment:
+        if self.objective.synthetic is not None:
+            from hypersearch.objectives.synthetic import check_spec
+
+            check_spec(self.objective.synthetic, len(self.params))
         self.space  # noqa: B018  (raises on an empty space or a bad name)
         for metric in self.objectives:
             if not METRIC_NAME.match(metric):
@@ -171,10 +175,6 @@ class Experiment(StrictModel):
                     "collides with a reserved column of "
                     f"trials.csv ({', '.join(sorted(RESERVED_COLUMNS))})",
                 )
-        if self.objective.synthetic is not None:
-            from hypersearch.objectives.synthetic import check_spec
-
-            check_spec(self.objective.synthetic, len(self.params))
         from hypersearch.algorithms import validate_options
 
         for algo, options in self.algorithm.items():
@@ -215,19 +215,7 @@ def _resolve(path: str, info: ValidationInfo) -> Path:
 
 
 class _Loader(yaml.SafeLoader):
-    """``safe_load`` plus two fixes: duplicate keys are errors, and ``1e-3`` is a float."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                mark = key_node.start_mark
-                raise ExperimentError(
-                    "", f"line {mark.line + 1}, column {mark.column + 1}: duplicate key {key!r}"
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+    """``safe_load``, except that ``1e-3`` is a float (below)."""
 
 
 # YAML 1.1 (PyYAML) needs a dot in floats, so `1e-3` would be the string "1e-3"; YAML 1.2 agrees
@@ -241,8 +229,11 @@ _Loader.add_implicit_resolver(
 
 def read_yaml(text: str, source: str = "experiment") -> Any:
     """Parse YAML safely; syntax errors and unsafe tags become one-line errors with a position."""
+    loader = _Loader(text)
     try:
-        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+        node = loader.get_single_node()
+        _reject_duplicate_keys(node, [])
+        return None if node is None else loader.construct_document(node)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -250,8 +241,29 @@ def read_yaml(text: str, source: str = "experiment") -> Any:
         raise ExperimentError(source, f"{where}{problem}") from None
     except yaml.YAMLError as err:
         raise ExperimentError(source, " ".join(str(err).split())) from None
-    except ExperimentError as err:
-        raise ExperimentError(source, err.rule) from None
+    finally:
+        loader.dispose()
+
+
+def _reject_duplicate_keys(node: yaml.Node | None, path: list[str]) -> None:
+    """PyYAML keeps the last of two equal keys silently; a repeated key is an error here."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, yaml.Mark] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            mark = key_node.start_mark
+            if key in seen:
+                raise ExperimentError(
+                    ".".join([*path, key]),
+                    f"duplicate key (line "
+                    f"{mark.line + 1}, column {mark.column + 1}; first at "
+                    f"line {seen[key].line + 1})",
+                )
+            seen[key] = mark
+            _reject_duplicate_keys(value_node, [*path, key])
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _reject_duplicate_keys(item, [*path, str(index)])
 
 
 def parse_experiment(

@@ -18,10 +18,10 @@ import difflib
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, ClassVar, Literal
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
-import optuna.distributions as od
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -37,6 +37,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from hypersearch.errors import ExperimentError, format_validation_error
+
+if TYPE_CHECKING:
+    import optuna.distributions as od
 
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -97,8 +100,8 @@ class FloatParam(StrictModel):
                 raise rule_error(
                     "step", f"cannot be combined with log (got step={fmt(self.step)}, log=true)"
                 )
-            cells = (self.high - self.low) / self.step
-            if abs(cells - round(cells)) > 1e-9 * max(1.0, cells):
+            # Optuna's rule, in decimal arithmetic: 0.7 - 0.1 is a multiple of 0.2
+            if (Decimal(str(self.high)) - Decimal(str(self.low))) % Decimal(str(self.step)):
                 raise rule_error(
                     "step",
                     f"high - low must be a multiple of step (got low="
@@ -109,7 +112,8 @@ class FloatParam(StrictModel):
 
     def _n_cells(self) -> int:
         assert self.step is not None
-        return round((self.high - self.low) / self.step) + 1
+        span = Decimal(str(self.high)) - Decimal(str(self.low))
+        return int(span / Decimal(str(self.step))) + 1
 
     def encode(self, value: Any) -> float:
         v = float(value)
@@ -123,17 +127,24 @@ class FloatParam(StrictModel):
 
     def decode(self, u: float) -> float:
         if self.step is not None:
-            n = self._n_cells()
-            value = self.low + min(int(u * n), n - 1) * self.step
-            value = float(f"{value:.12g}")  # 0.3, not 0.30000000000000004
-        elif self.log:
+            return self._grid(min(int(u * self._n_cells()), self._n_cells() - 1))
+        if self.log:
             value = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
         else:
             value = self.low + u * (self.high - self.low)
         return min(max(value, self.low), self.high)
 
+    def _grid(self, index: int) -> float:
+        """Grid point ``index`` in decimal arithmetic, as Optuna computes it (0.3, not
+        0.30000000000000004; the last point is exactly ``high``)."""
+        assert self.step is not None
+        return float(Decimal(str(self.low)) + index * Decimal(str(self.step)))
+
     def to_optuna(self) -> od.BaseDistribution:
-        return od.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+        high = self.high if self.step is None else self._grid(self._n_cells() - 1)
+        from optuna.distributions import FloatDistribution
+
+        return FloatDistribution(self.low, high, log=self.log, step=self.step)
 
 
 class IntParam(StrictModel):
@@ -184,7 +195,9 @@ class IntParam(StrictModel):
         return int(min(max(value, self.low), self.high))
 
     def to_optuna(self) -> od.BaseDistribution:
-        return od.IntDistribution(self.low, self.high, log=self.log, step=self.step)
+        from optuna.distributions import IntDistribution
+
+        return IntDistribution(self.low, self.high, log=self.log, step=self.step)
 
 
 Choice = bool | int | float | str
@@ -223,7 +236,9 @@ class CategoricalParam(StrictModel):
         return self.choices[min(int(u * n), n - 1)]
 
     def to_optuna(self) -> od.BaseDistribution:
-        return od.CategoricalDistribution(self.choices)
+        from optuna.distributions import CategoricalDistribution
+
+        return CategoricalDistribution(self.choices)
 
 
 Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]

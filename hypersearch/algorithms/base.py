@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from hypersearch.errors import ExperimentError, UnknownAlgorithmError, format_validation_error
-from hypersearch.space import SearchSpace
+from hypersearch.space import SearchSpace, StrictModel
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,8 @@ class Observation:
         return self.losses is None
 
 
-class NoOptions(BaseModel):
+class NoOptions(StrictModel):
     """Options model for algorithms without settings: anything given is an error."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Algorithm(abc.ABC):

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from scipy.stats import qmc
 
 from hypersearch.algorithms.base import Algorithm, Observation, point_key, register
+from hypersearch.space import StrictModel
 
 
-class RandomOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class RandomOptions(StrictModel):
     sobol_points: Annotated[int, Field(ge=0, le=2**16)] = 64  # a power of two keeps balance
 
 

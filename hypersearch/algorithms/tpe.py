@@ -18,13 +18,13 @@ from typing import Annotated
 
 import numpy as np
 import optuna
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from hypersearch.algorithms.base import Algorithm, Observation, point_key, register
+from hypersearch.space import StrictModel
 
 
-class TPEOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class TPEOptions(StrictModel):
     n_startup_trials: Annotated[int, Field(ge=0)] = 10
     n_ei_candidates: Annotated[int, Field(ge=1)] = 24
     multivariate: bool = True

@@ -1,0 +1,400 @@
+"""The experiment file: malformed files give exit 2 and one stderr line naming the field."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hypersearch.cli import main
+from hypersearch.errors import ExperimentError
+from hypersearch.experiment import load_experiment, parse_experiment, read_yaml
+from tests.conftest import run_cli
+
+GOOD = """\
+name: good
+seed: 3
+objective:
+  synthetic: {function: branin}
+objectives:
+  value: minimize
+params:
+  x1: {type: float, low: -5, high: 10}
+  x2: {type: float, low: 0, high: 15}
+budget: {trials: 5, parallel: 1}
+"""
+
+# (case id, YAML text, expected start of the one stderr line after "error: ")
+MALFORMED = [
+    (
+        "low-above-high",
+        """
+        objective: {synthetic: {function: sphere, dim: 1}}
+        params: {x: {type: float, low: 2, high: 1}}
+     """,
+        "params.x.low: must be <= high (got low=2, high=1)",
+    ),
+    (
+        "log-with-zero-low",
+        """
+        objective: {python: "m:f"}
+        params: {lr: {type: float, low: 0, high: 1, log: true}}
+     """,
+        "params.lr.low: must be > 0 when log is true (got 0)",
+    ),
+    (
+        "int-log-below-one",
+        """
+        objective: {python: "m:f"}
+        params: {n: {type: int, low: 0, high: 64, log: true}}
+     """,
+        "params.n.low: must be >= 1 when log is true",
+    ),
+    (
+        "step-with-log",
+        """
+        objective: {python: "m:f"}
+        params: {lr: {type: float, low: 0.1, high: 1, log: true, step: 0.1}}
+     """,
+        "params.lr.step: cannot be combined with log",
+    ),
+    (
+        "empty-choices",
+        """
+        objective: {python: "m:f"}
+        params: {opt: {type: categorical, choices: []}}
+     """,
+        "params.opt.choices: must not be empty",
+    ),
+    (
+        "mixed-choices",
+        """
+        objective: {python: "m:f"}
+        params: {opt: {type: categorical, choices: [sgd, 1]}}
+     """,
+        "params.opt.choices: must all be of one type",
+    ),
+    (
+        "nan-bound",
+        """
+        objective: {python: "m:f"}
+        params: {x: {type: float, low: .nan, high: 1}}
+     """,
+        "params.x.low: input should be a finite number",
+    ),
+    (
+        "inf-bound",
+        """
+        objective: {python: "m:f"}
+        params: {x: {type: float, low: 0, high: .inf}}
+     """,
+        "params.x.high: input should be a finite number",
+    ),
+    (
+        "unknown-type",
+        """
+        objective: {python: "m:f"}
+        params: {x: {type: double, low: 0, high: 1}}
+     """,
+        "params.x.type: unknown type 'double'",
+    ),
+    (
+        "missing-type",
+        """
+        objective: {python: "m:f"}
+        params: {x: {low: 0, high: 1}}
+     """,
+        "params.x.type: required field is missing",
+    ),
+    (
+        "misspelled-param-key",
+        """
+        objective: {python: "m:f"}
+        params: {x: {type: float, low: 0, hihg: 1}}
+     """,
+        "params.x.hihg: unknown field (did you mean 'high'?)",
+    ),
+    (
+        "misspelled-top-key",
+        """
+        objective: {python: "m:f"}
+        parmas: {x: {type: float, low: 0, high: 1}}
+     """,
+        "parmas: unknown field (did you mean 'params'?)",
+    ),
+    (
+        "misspelled-budget-key",
+        """
+        objective: {python: "m:f"}
+        params: {x: {type: float, low: 0, high: 1}}
+        budget: {trails: 10}
+     """,
+        "budget.trails: unknown field (did you mean 'trials'?)",
+    ),
+    (
+        "duplicate-param",
+        """
+        objective: {python: "m:f"}
+        params:
+          x: {type: float, low: 0, high: 1}
+          x: {type: float, low: 0, high: 2}
+     """,
+        "params.x: duplicate key (line 5, column 3; first at line 4)",
+    ),
+    (
+        "param-collides-with-metric",
+        """
+        objective: {python: "m:f"}
+        objectives: {x: minimize}
+        params: {x: {type: float, low: 0, high: 1}}
+     """,
+        "objectives.x: collides with a parameter",
+    ),
+    (
+        "param-collides-with-column",
+        """
+        objective: {python: "m:f"}
+        params: {state: {type: float, low: 0, high: 1}}
+     """,
+        "params.state: collides with a reserved column",
+    ),
+    (
+        "bad-param-name",
+        """
+        objective: {python: "m:f"}
+        params: {"learning rate": {type: float, low: 0, high: 1}}
+     """,
+        "params.learning rate: names must match",
+    ),
+    (
+        "bad-run-name",
+        """
+        name: "my run!"
+        objective: {python: "m:f"}
+        params: {x: {type: float, low: 0, high: 1}}
+     """,
+        "name: string should match pattern",
+    ),
+    (
+        "long-run-name",
+        f"""
+        name: {"a" * 65}
+        objective: {{python: "m:f"}}
+        params: {{x: {{type: float, low: 0, high: 1}}}}
+     """,
+        "name: string should match pattern",
+    ),
+    (
+        "two-objective-kinds",
+        """
+        objective: {python: "m:f", command: [echo, "1"]}
+        params: {x: {type: float, low: 0, high: 1}}
+     """,
+        "objective: needs exactly one of trainer, python, command, synthetic",
+    ),
+    (
+        "no-objective",
+        """
+        params: {x: {type: float, low: 0, high: 1}}
+     """,
+        "objective: required field is missing",
+    ),
+    (
+        "bad-direction",
+        """
+        objective: {python: "m:f"}
+        objectives: {loss: minimise}
+        params: {x: {type: float, low: 0, high: 1}}
+     """,
+        "objectives.loss: input should be 'minimize' or 'maximize'",
+    ),
+    (
+        "zero-trials",
+        """
+        objective: {python: "m:f"}
+        params: {x: {type: float, low: 0, high: 1}}
+        budget: {trials: 0}
+     """,
+        "budget.trials: input should be greater than or equal to 1",
+    ),
+    (
+        "unknown-synthetic",
+        """
+        objective: {synthetic: {function: rastrigrin}}
+     """,
+        "objective.synthetic.function: unknown function 'rastrigrin'",
+    ),
+    (
+        "synthetic-wrong-dim",
+        """
+        objective: {synthetic: {function: hartmann6, dim: 3}}
+     """,
+        "objective.synthetic.dim: hartmann6 is 6-dimensional",
+    ),
+    (
+        "unknown-algorithm-block",
+        """
+        objective: {python: "m:f"}
+        params: {x: {type: float, low: 0, high: 1}}
+        algorithm: {gaa: {population: 4}}
+     """,
+        "algorithm.gaa: unknown algorithm",
+    ),
+    (
+        "bad-algorithm-option",
+        """
+        objective: {python: "m:f"}
+        params: {x: {type: float, low: 0, high: 1}}
+        algorithm: {tpe: {n_startup: 4}}
+     """,
+        "algorithm.tpe.n_startup: unknown field (did you mean 'n_startup_trials'?)",
+    ),
+    (
+        "not-a-number",
+        """
+        objective: {python: "m:f"}
+        params: {x: {type: float, low: abc, high: 1}}
+     """,
+        "params.x.low: input should be a valid number",
+    ),
+    (
+        "yaml-syntax",
+        """
+        objective: {python: "m:f"
+        params: [
+     """,
+        "EXP: line 3, column 1: expected ',' or '}'",
+    ),
+    (
+        "not-a-mapping",
+        """
+        - just
+        - a list
+     """,
+        "experiment: must be a mapping of fields",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "expected"), MALFORMED, ids=[c[0] for c in MALFORMED])
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_malformed_experiment_exits_2_with_one_line_naming_the_field(
+    command: str,
+    case: str,
+    text: str,
+    expected: str,
+    write_experiment,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = write_experiment(text)
+    args = [command, str(path)] + (["--out", str(tmp_path / "runs")] if command == "run" else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: " + expected.replace("EXP", str(path))), lines[0]
+    assert not (tmp_path / "runs").exists(), "a rejected experiment must not create a run"
+
+
+def test_unsafe_yaml_tag_is_rejected_and_runs_nothing(write_experiment, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = write_experiment(f"""
+        name: !!python/object/apply:os.system ["touch {marker}"]
+        objective: {{synthetic: {{function: branin}}}}
+    """)
+    for args in (["validate", str(path)], ["run", str(path), "--out", str(tmp_path / "runs")]):
+        result = run_cli(*args)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {path}: line 2")
+        assert "python/object/apply:os.system" in result.stderr
+    assert not marker.exists()
+    assert not (tmp_path / "runs").exists()
+
+
+def test_numbers_written_without_a_dot_are_numbers(write_experiment) -> None:
+    exp = load_experiment(
+        write_experiment("""
+        objective: {python: "m:f"}
+        params:
+          lr: {type: float, low: 1e-4, high: 1E0, log: true}
+          wd: {type: categorical, choices: [1e-5, 1e-4, 1e-3]}
+    """)
+    )
+    assert exp.params["lr"].low == 1e-4 and exp.params["lr"].high == 1.0
+    assert exp.params["wd"].choices == [1e-5, 1e-4, 1e-3]
+    assert all(isinstance(c, float) for c in exp.params["wd"].choices)
+    assert read_yaml("a: 1_000\nb: 2e3\nc: '1e-3'\nd: 1.5e-3") == {
+        "a": 1000,
+        "b": 2000.0,
+        "c": "1e-3",
+        "d": 0.0015,
+    }
+
+
+def test_good_file_defaults_and_resolved_yaml_round_trip(write_experiment, tmp_path) -> None:
+    exp = load_experiment(write_experiment(GOOD))
+    assert exp.name == "good" and exp.seed == 3 and exp.budget.trials == 5
+    assert exp.budget.trial_timeout is None
+    again = parse_experiment(read_yaml(exp.to_yaml()))
+    assert again == exp
+
+
+def test_synthetic_without_params_uses_the_function_domain(write_experiment) -> None:
+    exp = load_experiment(
+        write_experiment("objective: {synthetic: {function: branin}}", name="branin-min")
+    )
+    assert exp.name == "branin-min"  # from the file name
+    assert list(exp.params) == ["x0", "x1"]
+    assert (exp.params["x0"].low, exp.params["x0"].high) == (-5, 10)
+    assert (exp.params["x1"].low, exp.params["x1"].high) == (0, 15)
+    assert exp.objectives == {"value": "minimize"}
+    zdt = parse_experiment({"objective": {"synthetic": {"function": "zdt1", "dim": 3}}})
+    assert zdt.objectives == {"f1": "minimize", "f2": "minimize"} and zdt.space.dim == 3
+
+
+def test_relative_paths_are_resolved_against_the_experiment_file(
+    write_experiment, tmp_path
+) -> None:
+    exp = load_experiment(
+        write_experiment("""
+        objective:
+          command: {argv: [python, train.py, "{x}"], cwd: scripts}
+        params: {x: {type: float, low: 0, high: 1}}
+    """)
+    )
+    assert exp.objective.command.cwd == str((tmp_path / "scripts").resolve())
+    exp = load_experiment(
+        write_experiment("""
+        objective: {python: {function: "mod:fn", path: [lib]}}
+        params: {x: {type: float, low: 0, high: 1}}
+    """)
+    )
+    assert exp.objective.python.path == [str((tmp_path / "lib").resolve())]
+
+
+def test_python_api_reports_the_same_errors() -> None:
+    with pytest.raises(ExperimentError, match=r"^params\.x\.low: must be <= high"):
+        parse_experiment(
+            {
+                "objective": {"python": "m:f"},
+                "params": {"x": {"type": "float", "low": 1, "high": 0}},
+            }
+        )
+
+
+def test_packaged_examples_are_valid() -> None:
+    folder = Path(__file__).resolve().parents[1] / "searchspaces"
+    files = sorted(folder.glob("*.yaml"))
+    assert {"default.yaml", "branin.yaml", "digits-python.yaml", "digits-command.yaml"} <= {
+        f.name for f in files
+    }
+    kinds = {load_experiment(f).objective.kind for f in files}
+    assert {"synthetic", "python", "command"} <= kinds
+
+
+def test_validate_prints_a_summary(capsys: pytest.CaptureFixture[str], write_experiment) -> None:
+    assert main(["validate", str(write_experiment(textwrap.dedent(GOOD)))]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ok: good: 2 parameters (x1, x2)")
