@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import functools
 import json
 import os
 import platform
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
+import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 from hypersearch import pareto
@@ -70,7 +72,8 @@ class RunStore:
         self.storage_url: str = manifest.get("storage") or _sqlite_url(run_dir)
         self._lock = _lock(run_dir)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.storage = optuna.storages.get_storage(self.storage_url)
+        self._rdb = _open_storage(self.storage_url)
+        self.storage = optuna.storages.get_storage(self._rdb)
         self.study_name: str = manifest["study_name"]
         self.study = optuna.load_study(study_name=self.study_name, storage=self.storage)
         self._study_id = self.storage.get_study_id_from_name(self.study_name)
@@ -124,6 +127,7 @@ class RunStore:
         return cls(run_dir, load_experiment(run_dir / "experiment.yaml"), manifest)
 
     def close(self) -> None:
+        self._rdb.engine.dispose()  # SQLite checkpoints its write-ahead log into study.db
         self._lock.close()
 
     # -- recording -------------------------------------------------------------------------------
@@ -291,6 +295,23 @@ def _record(trial: FrozenTrial) -> TrialRecord:
     )
 
 
+def _open_storage(url: str) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage; SQLite in WAL mode (commits ~2x faster, readers never blocked;
+    still safe against a killed process, which is the failure that matters here)."""
+    storage = optuna.storages.RDBStorage(url)
+    if url.startswith("sqlite"):
+        sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
+        storage.engine.dispose()  # reconnect with the pragmas
+    return storage
+
+
+def _sqlite_pragmas(connection: Any, record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 def _sqlite_url(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / 'study.db').resolve()}"
 
@@ -312,6 +333,7 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+@functools.cache
 def versions() -> dict[str, str]:
     """Versions that matter for reproducing a run (read without importing torch)."""
     found = {"python": platform.python_version()}

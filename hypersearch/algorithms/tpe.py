@@ -55,7 +55,6 @@ class TPE(Algorithm):
                 constant_liar=self.options.constant_liar,
                 n_startup_trials=self.options.n_startup_trials,
                 n_ei_candidates=self.options.n_ei_candidates,
-                warn_independent_sampling=False,
             )
 
     def ask(self, n: int) -> list[np.ndarray]:
