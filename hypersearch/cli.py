@@ -83,6 +83,10 @@ def run(
         raise UserInputError(
             "--resume: continues from the run folder's own experiment.yaml; give no EXPERIMENT"
         )
+    if algo is not None:
+        from hypersearch.algorithms import get_algorithm
+
+        get_algorithm(algo)  # an unknown name fails before anything else is said
     path = None if resume is not None else _experiment_path(experiment, err)
     result = run_experiment(
         path,

@@ -133,6 +133,7 @@ def print_run_end(
         f"{summary['overhead_seconds']:.1f}s engine overhead"
         + (f" · hypervolume {hv:.6g}" if hv is not None else ""),
         highlight=False,
+        soft_wrap=True,
     )
     console.print(f"run folder: {summary['run_dir']}", highlight=False, soft_wrap=True)
     if interrupted or summary["trials"] < summary["budget"]:
