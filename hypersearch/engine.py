@@ -175,7 +175,9 @@ def run(
             options=exp.algorithm.get(store.algo),
         )
         store.export(clock.wall, clock.overhead)
-        pool = make_executor(executor, exp.objective, exp.budget.parallel)
+        pool = make_executor(
+            executor, exp.objective, exp.budget.parallel, log_dir=store.run_dir / "logs"
+        )
         interrupted = False
         watcher = progress(store) if progress is not None else None
         with pool, _sigterm_as_interrupt(), watcher or contextlib.nullcontext():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from hypersearch.errors import UserInputError
@@ -10,7 +11,9 @@ from hypersearch.executors.base import COMPLETE, FAIL, Executor, TrialRequest, T
 EXECUTORS = ("inline", "local")
 
 
-def make_executor(kind: str, objective_spec: Any, parallel: int) -> Executor:
+def make_executor(
+    kind: str, objective_spec: Any, parallel: int, log_dir: Path | None = None
+) -> Executor:
     """Build an executor by name (``--executor``)."""
     if kind == "inline":
         from hypersearch.executors.inline import InlineExecutor
@@ -19,7 +22,7 @@ def make_executor(kind: str, objective_spec: Any, parallel: int) -> Executor:
     if kind == "local":
         from hypersearch.executors.local import LocalExecutor
 
-        return LocalExecutor(objective_spec, parallel)
+        return LocalExecutor(objective_spec, parallel, log_dir=log_dir)
     raise UserInputError(
         f"--executor: unknown executor {kind!r} (choose from: {', '.join(EXECUTORS)})"
     )

@@ -1,23 +1,28 @@
 """A pool of worker processes on this machine, one trial at a time each.
 
-Workers are started with ``spawn`` (no forked driver state, CUDA-safe) and each leads its own
-process group, so the driver can kill a trial together with every process it started. The driver
+Workers are fresh interpreters (``python -m hypersearch.executors.worker``: spawn semantics, no
+forked driver state, CUDA-safe, and no re-run of the caller's ``__main__``), each leading its own
+process group so the driver can kill a trial together with everything it started. The driver
 enforces ``trial_timeout`` by killing that group; a worker that dies for any reason fails its
-trial with ``worker_lost`` and is replaced. Workers ignore Ctrl-C: the driver handles it.
+trial with ``worker_lost`` and is replaced. A worker's stdout and stderr go to
+``<log_dir>/worker-<slot>.log``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing as mp
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
-from hypersearch.executors.base import Executor, TrialRequest, TrialResult, execute
+from hypersearch.executors.base import Executor, TrialRequest, TrialResult
 from hypersearch.objectives.command import kill_group
 
 TIMEOUT_GRACE_S = 1.0
@@ -25,28 +30,11 @@ TIMEOUT_GRACE_S = 1.0
 
 @dataclass
 class _Worker:
-    process: Any  # multiprocessing.Process (spawn context)
+    process: subprocess.Popen[bytes]
     conn: Connection
     device: str
     request: TrialRequest | None = None
     started: float = 0.0
-
-
-def _worker_main(conn: Connection, objective_spec: dict[str, Any], device: str) -> None:
-    os.setpgrp()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from hypersearch.experiment import ObjectiveSpec
-    from hypersearch.objectives.base import build_objective
-
-    objective = build_objective(ObjectiveSpec.model_validate(objective_spec))
-    while True:
-        try:
-            request = conn.recv()
-        except (EOFError, OSError):
-            return
-        if request is None:
-            return
-        conn.send(execute(objective, request, device))
 
 
 class LocalExecutor(Executor):
@@ -56,37 +44,57 @@ class LocalExecutor(Executor):
         parallel: int,
         devices: list[str] | None = None,
         env: dict[str, dict[str, str]] | None = None,
+        log_dir: Path | None = None,
     ) -> None:
         self._spec = objective_spec.model_dump(mode="json")
-        self._context = mp.get_context("spawn")
+        self._env = env or {}  # per device, e.g. {"cuda:0": {"CUDA_VISIBLE_DEVICES": "0"}}
+        self._log_dir = log_dir
         devices = devices or ["cpu"]
-        self._env = env or {}
-        self._workers = [self._start(devices[i % len(devices)]) for i in range(parallel)]
+        self._workers = [
+            self._start(slot, devices[slot % len(devices)]) for slot in range(parallel)
+        ]
 
-    def _start(self, device: str) -> _Worker:
-        parent, child = self._context.Pipe()
-        process = self._context.Process(
-            target=_worker_main,
-            args=(child, self._spec, device),
-            daemon=True,
-            name=f"hypersearch-worker-{device}",
-        )
-        saved = dict(os.environ)
-        os.environ.update(self._env.get(device, {}))  # e.g. CUDA_VISIBLE_DEVICES, before import
+    def _start(self, slot: int, device: str) -> _Worker:
+        ours, theirs = socket.socketpair()
+        log: Any = subprocess.DEVNULL
+        if self._log_dir is not None:
+            self._log_dir.mkdir(parents=True, exist_ok=True)
+            log = (self._log_dir / f"worker-{slot}.log").open("ab")
         try:
-            process.start()
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hypersearch.executors.worker",
+                    str(theirs.fileno()),
+                    device,
+                ],
+                pass_fds=[theirs.fileno()],
+                process_group=0,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self._env.get(device, {})},
+            )
         finally:
-            os.environ.clear()
-            os.environ.update(saved)
-        child.close()
-        return _Worker(process, parent, device)
+            theirs.close()
+            if log is not subprocess.DEVNULL:
+                log.close()
+        conn = Connection(ours.detach())
+        conn.send(self._spec)
+        return _Worker(process, conn, device)
 
     def free_slots(self) -> int:
         return sum(w.request is None for w in self._workers)
 
     def submit(self, request: TrialRequest) -> int:
-        worker = next(w for w in self._workers if w.request is None)
-        worker.conn.send(request)
+        index = next(i for i, w in enumerate(self._workers) if w.request is None)
+        try:
+            self._workers[index].conn.send(request)
+        except OSError:  # the idle worker died (e.g. the OOM killer): start another
+            self._replace(index)
+            self._workers[index].conn.send(request)
+        worker = self._workers[index]
         worker.request, worker.started = request, time.monotonic()
         return request.number
 
@@ -104,40 +112,35 @@ class LocalExecutor(Executor):
                 for w in busy
                 if w.request and w.request.timeout is not None
             ]
-            handles: list[Any] = [w.conn for w in busy] + [w.process.sentinel for w in busy]
-            wait(handles, timeout=max(0.0, min(waits)) if waits else None)
+            # A dead worker's socket reads as EOF, so waiting on the sockets also wakes on death.
+            wait([w.conn for w in busy], timeout=max(0.0, min(waits)) if waits else None)
 
     def _collect(self) -> list[TrialResult]:
         results = []
-        for i, worker in enumerate(self._workers):
+        for index, worker in enumerate(self._workers):
             request = worker.request
             if request is None:
                 continue
             elapsed = time.monotonic() - worker.started
+            lost = worker.process.poll() is not None
             if worker.conn.poll():
                 try:
                     results.append(worker.conn.recv())
                     worker.request = None
                     continue
                 except (EOFError, OSError):
-                    pass  # the worker died mid-send: handled as lost below
-            if not worker.process.is_alive() or worker.conn.closed:
-                code = worker.process.exitcode
-                how = (
-                    f"killed by {signal.Signals(-code).name}"
-                    if code and code < 0
-                    else f"exited with status {code}"
-                )
+                    lost = True  # its end of the socket closed: it died
+            if lost:
                 results.append(
                     TrialResult.failed(
                         request,
                         "worker_lost",
-                        f"worker process {how}",
+                        _how_it_ended(worker),
                         duration_s=elapsed,
                         device=worker.device,
                     )
                 )
-                self._replace(i)
+                self._replace(index)
             elif request.timeout is not None and elapsed > request.timeout + TIMEOUT_GRACE_S:
                 results.append(
                     TrialResult.failed(
@@ -149,27 +152,39 @@ class LocalExecutor(Executor):
                         device=worker.device,
                     )
                 )
-                self._replace(i)
+                self._replace(index)
         return results
 
     def _replace(self, index: int) -> None:
         old = self._workers[index]
         self._kill(old)
-        self._workers[index] = self._start(old.device)
+        self._workers[index] = self._start(index, old.device)
 
     @staticmethod
     def _kill(worker: _Worker) -> None:
         kill_group(worker.process.pid)  # the worker and everything it started
-        worker.process.join(timeout=5)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.process.wait(timeout=5)
         worker.conn.close()
 
     def shutdown(self) -> None:
         for worker in self._workers:
-            if worker.request is None and worker.process.is_alive():
+            if worker.request is None:
                 with contextlib.suppress(OSError):
                     worker.conn.send(None)
         deadline = time.monotonic() + 2.0
         for worker in self._workers:
-            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             self._kill(worker)
         self._workers = []
+
+
+def _how_it_ended(worker: _Worker) -> str:
+    try:
+        code = worker.process.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        return "worker process closed its connection"
+    if code < 0:
+        return f"worker process was killed by {signal.Signals(-code).name}"
+    return f"worker process exited with status {code}"

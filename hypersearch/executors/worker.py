@@ -1,0 +1,33 @@
+"""A worker process: ``python -m hypersearch.executors.worker FD DEVICE``.
+
+Started by the local executor as a fresh interpreter (never a fork, never a re-run of the
+caller's ``__main__``). It receives the objective spec, then trial requests, over the socket
+``FD``, and answers each with a ``TrialResult``. Ctrl-C is the driver's to handle.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from multiprocessing.connection import Connection
+
+
+def serve(conn: Connection, device: str) -> None:
+    from hypersearch.executors.base import execute
+    from hypersearch.experiment import ObjectiveSpec
+    from hypersearch.objectives.base import build_objective
+
+    objective = build_objective(ObjectiveSpec.model_validate(conn.recv()))
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
+        if request is None:
+            return
+        conn.send(execute(objective, request, device))
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    serve(Connection(int(sys.argv[1])), sys.argv[2])
