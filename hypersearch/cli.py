@@ -139,6 +139,10 @@ def validate(experiment: str) -> int:
     return EXIT_OK
 
 
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the CLI and maps outcomes to exit codes."""
     try:
@@ -152,10 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("error: interrupted", err=True)
         return EXIT_INTERRUPTED
     except UserInputError as bad:
-        click.echo(f"error: {bad}", err=True)
+        click.echo(f"error: {_one_line(bad)}", err=True)
         return EXIT_BAD_INPUT
     except HypersearchError as failed:
-        click.echo(f"error: {failed}", err=True)
+        click.echo(f"error: {_one_line(failed)}", err=True)
         return EXIT_FAILED
     return code if isinstance(code, int) else EXIT_OK
 

@@ -27,9 +27,9 @@ from hypersearch.algorithms.base import Algorithm, Observation
 from hypersearch.errors import AlgorithmError, TrialFailure, UserInputError
 from hypersearch.executors import Executor, TrialRequest, TrialResult, make_executor
 from hypersearch.executors.base import COMPLETE, FAIL
-from hypersearch.experiment import Experiment, load_experiment
+from hypersearch.experiment import RESERVED_COLUMNS, Experiment, load_experiment
 from hypersearch.objectives.base import build_objective, check_objectives, trial_seed
-from hypersearch.store import RunStore, TrialRecord
+from hypersearch.store import INFO_ATTR, RunStore, TrialRecord
 
 POLL_SECONDS = 1.0
 
@@ -130,7 +130,12 @@ def optimize(
 
 
 def _checked(result: TrialResult, experiment: Experiment) -> TrialResult:
-    """A COMPLETE result missing an objective metric, or with a non-finite one, fails."""
+    """Extra metrics named like a column are renamed ``metric.<name>``; a COMPLETE result
+    missing an objective metric, or with a non-finite one, fails."""
+    taken = RESERVED_COLUMNS | set(experiment.params) | {INFO_ATTR}
+    if taken & set(result.metrics):
+        renamed = {(f"metric.{k}" if k in taken else k): v for k, v in result.metrics.items()}
+        result = dataclasses.replace(result, metrics=renamed)
     if result.state != COMPLETE:
         return result
     try:

@@ -75,7 +75,7 @@ def execute(
             device=device,
             duration_s=time.perf_counter() - start,
         )
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in user code ends the trial, not the run
         reason = "oom" if type(exc).__name__ == "OutOfMemoryError" else "exception"
         return TrialResult.failed(
             request,

@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from hypersearch.executors.base import Executor, TrialRequest, TrialResult
+from hypersearch.executors.worker import STARTED
 from hypersearch.objectives.command import kill_group
 
 TIMEOUT_GRACE_S = 1.0
+STARTUP_LIMIT_S = 300.0  # a worker that cannot start a trial in this long counts as lost
 
 
 @dataclass
@@ -34,7 +36,18 @@ class _Worker:
     conn: Connection
     device: str
     request: TrialRequest | None = None
-    started: float = 0.0
+    submitted: float = 0.0
+    started: float | None = None  # when the worker acknowledged the request
+
+    def deadline(self) -> float | None:
+        """When the current trial is overdue (start-up limit first, then its timeout)."""
+        if self.request is None:
+            return None
+        if self.started is None:
+            return self.submitted + STARTUP_LIMIT_S
+        if self.request.timeout is None:
+            return None
+        return self.started + self.request.timeout + TIMEOUT_GRACE_S
 
 
 class LocalExecutor(Executor):
@@ -95,7 +108,7 @@ class LocalExecutor(Executor):
             self._replace(index)
             self._workers[index].conn.send(request)
         worker = self._workers[index]
-        worker.request, worker.started = request, time.monotonic()
+        worker.request, worker.submitted, worker.started = request, time.monotonic(), None
         return request.number
 
     def poll(self, timeout: float | None) -> list[TrialResult]:
@@ -106,53 +119,26 @@ class LocalExecutor(Executor):
             now = time.monotonic()
             if results or not busy or (deadline is not None and now >= deadline):
                 return results
-            waits = [deadline - now] if deadline is not None else []
-            waits += [
-                w.started + w.request.timeout + TIMEOUT_GRACE_S - now
-                for w in busy
-                if w.request and w.request.timeout is not None
-            ]
+            waits = [d - now for d in [deadline, *(w.deadline() for w in busy)] if d is not None]
             # A dead worker's socket reads as EOF, so waiting on the sockets also wakes on death.
             wait([w.conn for w in busy], timeout=max(0.0, min(waits)) if waits else None)
 
     def _collect(self) -> list[TrialResult]:
         results = []
         for index, worker in enumerate(self._workers):
-            request = worker.request
-            if request is None:
+            if worker.request is None:
                 continue
-            elapsed = time.monotonic() - worker.started
-            lost = worker.process.poll() is not None
-            if worker.conn.poll():
-                try:
-                    results.append(worker.conn.recv())
-                    worker.request = None
-                    continue
-                except (EOFError, OSError):
-                    lost = True  # its end of the socket closed: it died
-            if lost:
-                results.append(
-                    TrialResult.failed(
-                        request,
-                        "worker_lost",
-                        _how_it_ended(worker),
-                        duration_s=elapsed,
-                        device=worker.device,
-                    )
+            result, lost = _receive(worker)
+            if result is None:
+                failure = _failure(worker, lost)
+                if failure is None:
+                    continue  # still running, in time
+                elapsed = time.monotonic() - (worker.started or worker.submitted)
+                result = TrialResult.failed(
+                    worker.request, *failure, duration_s=elapsed, device=worker.device
                 )
                 self._replace(index)
-            elif request.timeout is not None and elapsed > request.timeout + TIMEOUT_GRACE_S:
-                results.append(
-                    TrialResult.failed(
-                        request,
-                        "timeout",
-                        f"trial still running after {request.timeout:g}s "
-                        "(its process group was killed)",
-                        duration_s=elapsed,
-                        device=worker.device,
-                    )
-                )
-                self._replace(index)
+            results.append(result)
         return results
 
     def _replace(self, index: int) -> None:
@@ -178,6 +164,36 @@ class LocalExecutor(Executor):
                 worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             self._kill(worker)
         self._workers = []
+
+
+def _receive(worker: _Worker) -> tuple[TrialResult | None, bool]:
+    """Read what the worker sent: its start acknowledgement and/or its result; (result, lost)."""
+    while worker.conn.poll():
+        try:
+            message = worker.conn.recv()
+        except (EOFError, OSError):
+            return None, True  # its end of the socket closed: it died
+        if message == STARTED:
+            worker.started = time.monotonic()
+        else:
+            worker.request = None
+            return message, False
+    return None, False
+
+
+def _failure(worker: _Worker, lost: bool) -> tuple[str, str] | None:
+    """(reason, error) if the worker's trial is lost or overdue; None while it runs in time."""
+    if lost or worker.process.poll() is not None:
+        return "worker_lost", _how_it_ended(worker)
+    deadline = worker.deadline()
+    if deadline is None or time.monotonic() <= deadline:
+        return None
+    if worker.started is None:
+        return "worker_lost", f"worker did not start the trial within {STARTUP_LIMIT_S:g}s"
+    assert worker.request is not None and worker.request.timeout is not None
+    return "timeout", (
+        f"trial still running after {worker.request.timeout:g}s (its process group was killed)"
+    )
 
 
 def _how_it_ended(worker: _Worker) -> str:

@@ -11,6 +11,8 @@ import signal
 import sys
 from multiprocessing.connection import Connection
 
+STARTED = "started"
+
 
 def serve(conn: Connection, device: str) -> None:
     from hypersearch.executors.base import execute
@@ -25,6 +27,7 @@ def serve(conn: Connection, device: str) -> None:
             return
         if request is None:
             return
+        conn.send(STARTED)  # the trial's clock starts now, not while this worker was starting
         conn.send(execute(objective, request, device))
 
 

@@ -34,13 +34,13 @@ class CommandObjective(Objective):
         self.spec = spec
 
     def argv(self, config: Mapping[str, Any], ctx: TrialContext) -> list[str]:
-        values = {k: _text(v) for k, v in config.items()}
-        values.update(
-            trial=str(ctx.number),
-            seed=str(ctx.seed),
-            trial_dir=str(ctx.trial_dir),
-            device=ctx.device,
-        )
+        values = {
+            "trial": str(ctx.number),
+            "seed": str(ctx.seed),
+            "trial_dir": str(ctx.trial_dir),
+            "device": ctx.device,
+        }
+        values.update((k, _text(v)) for k, v in config.items())  # a parameter named seed wins
         argv = [
             PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), item)
             for item in self.spec.argv
@@ -78,12 +78,14 @@ class CommandObjective(Objective):
             raise TrialFailure("exception", f"cannot start {argv[0]!r}: {err}") from None
         try:
             out, err = proc.communicate(timeout=ctx.timeout)
-        except subprocess.TimeoutExpired:
+        except BaseException as stop:  # timeout, or anything else that ends the trial early
             kill_group(proc.pid)
             try:  # a grandchild that left the group could still hold the pipes open
                 proc.communicate(timeout=5)
             except subprocess.TimeoutExpired:
                 proc.kill()
+            if not isinstance(stop, subprocess.TimeoutExpired):
+                raise
             raise TrialFailure(
                 "timeout",
                 f"command still running after {ctx.timeout:g}s (its process group was killed)",
