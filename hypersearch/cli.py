@@ -41,7 +41,7 @@ def cli() -> None:
 @click.option("--trials", type=click.IntRange(min=1), help="Trial budget (overrides the file).")
 @click.option("--parallel", type=click.IntRange(min=1), help="Trials in flight at once.")
 @click.option("--seed", type=int, help="Run seed (overrides the file).")
-@click.option("--out", default="runs", show_default=True, help="Folder for run folders.")
+@click.option("--out", help="Folder for run folders (default: runs).")
 @click.option("--name", help="Experiment name used for the run folder (overrides the file).")
 @click.option(
     "--resume",
@@ -79,10 +79,17 @@ def run(
     from hypersearch.store import opened
 
     err = Console(stderr=True)
-    if resume is not None and experiment is not None:
-        raise UserInputError(
-            "--resume: continues from the run folder's own experiment.yaml; give no EXPERIMENT"
-        )
+    if resume is not None:
+        if experiment is not None:
+            raise UserInputError(
+                "--resume: continues from the run folder's own experiment.yaml; give no EXPERIMENT"
+            )
+        fixed = {"--seed": seed, "--name": name, "--out": out, "--storage": storage}
+        for flag, value in fixed.items():
+            if value is not None:
+                raise UserInputError(
+                    f"{flag}: a resumed run keeps its own (got {value!r} with --resume)"
+                )
     if algo is not None:
         from hypersearch.algorithms import get_algorithm
 
@@ -94,7 +101,7 @@ def run(
         trials=trials,
         parallel=parallel,
         seed=seed,
-        out=out,
+        out=out or "runs",
         name=name,
         resume=resume,
         executor=executor,

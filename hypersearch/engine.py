@@ -81,6 +81,7 @@ def optimize(
     space, budget = experiment.space, experiment.budget.trials
     algorithm.tell([Observation(space.encode(r.params), store.losses(r)) for r in store.finished()])
     requeue = deque(store.running())  # cut off by a kill: run again under the same number
+    algorithm.pending([space.encode(r.params) for r in requeue])
     in_flight: dict[int, np.ndarray] = {}
     n_finished = len(store.finished())
 

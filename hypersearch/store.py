@@ -21,6 +21,7 @@ import functools
 import json
 import os
 import platform
+import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -90,12 +91,17 @@ class RunStore:
     def create(
         cls, run_dir: Path, experiment: Experiment, algo: str, seed: int, storage: str | None = None
     ) -> RunStore:
-        """A new run folder with a new study (``storage``: any SQLAlchemy URL; default SQLite)."""
-        try:
-            run_dir.mkdir(parents=True)
-        except FileExistsError:
-            raise RunFolderError(f"--out: run folder {run_dir} already exists") from None
-        _atomic_write(run_dir / "experiment.yaml", experiment.to_yaml())
+        """A new run folder with a new study (``storage``: any SQLAlchemy URL; default SQLite).
+
+        The folder is built under a hidden name and renamed into place once complete, so a kill
+        during creation never leaves a half-made run folder that cannot be resumed.
+        """
+        if run_dir.exists():
+            raise RunFolderError(f"--out: run folder {run_dir} already exists")
+        staging = run_dir.with_name(f".{run_dir.name}.creating")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        _atomic_write(staging / "experiment.yaml", experiment.to_yaml())
         manifest = {
             "algo": algo,
             "seed": seed,
@@ -104,15 +110,19 @@ class RunStore:
             "created": dt.datetime.now().isoformat(timespec="seconds"),
         }
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        rdb = _open_storage(storage or _sqlite_url(staging))
         study = optuna.create_study(
-            storage=storage or _sqlite_url(run_dir),
-            study_name=run_dir.name,
-            directions=experiment.directions,
+            storage=rdb, study_name=run_dir.name, directions=experiment.directions
         )
         study.set_user_attr(
             "hypersearch", {"algo": algo, "seed": seed, "objectives": experiment.objectives}
         )
-        _atomic_write(run_dir / "run.json", json.dumps(manifest, indent=2))
+        rdb.engine.dispose()
+        _atomic_write(staging / "run.json", json.dumps(manifest, indent=2))
+        try:
+            staging.rename(run_dir)
+        except OSError:
+            raise RunFolderError(f"--out: run folder {run_dir} already exists") from None
         return cls(run_dir, experiment, manifest)
 
     @classmethod

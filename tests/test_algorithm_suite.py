@@ -201,3 +201,28 @@ def test_tpe_spreads_a_parallel_batch() -> None:
     batch = np.array(algo.ask(4))
     distances = [np.linalg.norm(a - b) for i, a in enumerate(batch) for b in batch[i + 1 :]]
     assert min(distances) > 1e-3
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_resume_with_trials_in_flight_asks_what_the_original_would(name: str) -> None:
+    """Killed with a batch in flight: the rebuilt algorithm is told the finished trials and
+    handed the in-flight points as pending; its next asks equal the original's and repeat none
+    of the points in flight."""
+    original = create(name, MIXED, 1, seed=5)
+    finished = []
+    for _ in range(3):
+        points = original.ask(3)
+        observations = [Observation(x, (loss(MIXED, x),)) for x in points]
+        original.tell(observations)
+        finished += observations
+    in_flight = original.ask(3)
+    resumed = create(name, MIXED, 1, seed=5)
+    resumed.tell([Observation(o.x.copy(), o.losses) for o in finished])
+    resumed.pending([MIXED.encode(MIXED.decode(x)) for x in in_flight])
+    expected, got = original.ask(2), resumed.ask(2)
+    for x, y in zip(expected, got, strict=True):
+        np.testing.assert_allclose(x, y, rtol=0, atol=1e-12)
+    flying = {MIXED.encode(MIXED.decode(x)).tobytes() for x in in_flight}
+    assert not flying & {MIXED.encode(MIXED.decode(y)).tobytes() for y in got}
+    resumed.tell([Observation(MIXED.encode(MIXED.decode(x)), (1.0,)) for x in in_flight])
+    assert len(resumed.ask(2)) == 2

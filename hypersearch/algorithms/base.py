@@ -58,6 +58,11 @@ class Algorithm(abc.ABC):
     def tell(self, observations: Sequence[Observation]) -> None:
         """Learn from finished trials (any subset, any order, asked or not)."""
 
+    def pending(self, points: Sequence[np.ndarray]) -> None:  # noqa: B027  (optional hook)
+        """Points in flight that this instance did not ask (a resumed run re-runs the trials
+        a kill cut off): count them as asked, so the next asks neither repeat them nor differ
+        from what the uninterrupted run would have asked. Their results arrive by ``tell``."""
+
 
 _REGISTRY: dict[str, type[Algorithm]] = {}
 

@@ -50,6 +50,10 @@ class RandomSearch(Algorithm):
         self._asked.update(point_key(p) for p in points)
         return points
 
+    def pending(self, points: Sequence[np.ndarray]) -> None:
+        self._issued += len(points)
+        self._asked.update(point_key(p) for p in points)
+
     def tell(self, observations: Sequence[Observation]) -> None:
         for obs in observations:
             key = point_key(obs.x)
