@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,26 @@ def run_cli(
         env={**os.environ, **(env or {})},
         check=False,
     )
+
+
+def process_gone(pid: int) -> bool:
+    """True once ``pid`` no longer runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def survivors(pids: list[int], timeout: float = 3.0) -> list[int]:
+    """The PIDs still running after a bounded poll (SIGKILL is delivered asynchronously)."""
+    deadline = time.monotonic() + timeout
+    alive = [pid for pid in pids if not process_gone(pid)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [pid for pid in alive if not process_gone(pid)]
+    return alive

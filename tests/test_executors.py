@@ -31,34 +31,11 @@ from hypersearch.executors.base import COMPLETE, FAIL, TrialRequest, execute
 from hypersearch.executors.local import LocalExecutor
 from hypersearch.experiment import ObjectiveSpec
 from hypersearch.objectives.base import build_objective, trial_seed
-from tests.conftest import run_cli
+from tests.conftest import process_gone, run_cli, survivors
 
 SEED = 0
 
 # -- processes -------------------------------------------------------------------------------------
-
-
-def _gone(pid: int) -> bool:
-    """True once ``pid`` no longer runs (a zombie waiting for its reaper counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
-
-
-def survivors(pids: list[int], timeout: float = 3.0) -> list[int]:
-    """The PIDs still running after a bounded poll (SIGKILL is delivered asynchronously)."""
-    deadline = time.monotonic() + timeout
-    alive = [pid for pid in pids if not _gone(pid)]
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.05)
-        alive = [pid for pid in alive if not _gone(pid)]
-    return alive
 
 
 def pid_files(root: Path) -> list[Path]:
@@ -72,7 +49,7 @@ def read_pids(root: Path) -> list[int]:
 def kill_strays(root: Path) -> None:
     """Clean up after a test: SIGKILL every process whose PID a trial wrote under ``root``."""
     for pid in read_pids(root):
-        if not _gone(pid):
+        if not process_gone(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 

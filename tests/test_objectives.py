@@ -41,7 +41,7 @@ from hypersearch.objectives.synthetic import (
     sphere,
     zdt1,
 )
-from tests.conftest import run_cli
+from tests.conftest import process_gone, run_cli, survivors
 
 # Shell syntax that must reach the command as one plain argv item each.
 HOSTILE = ["; touch X", "$(touch X)", "`touch X`", "&& touch X", "| touch X", "a b {trial}"]
@@ -210,27 +210,10 @@ def test_command_timeout_kills_grandchild_holding_stdout(tmp_path: Path) -> None
             objective.evaluate({}, ctx_for(tmp_path, timeout=1.0))
         assert failure.value.reason == "timeout"
         assert time.monotonic() - started < 10
-        pid = int(pid_file.read_text())
-        deadline = time.monotonic() + 3
-        while not _gone(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _gone(pid)
+        assert survivors([int(pid_file.read_text())]) == []
     finally:
-        if pid_file.exists() and not _gone(int(pid_file.read_text())):
+        if pid_file.exists() and not process_gone(int(pid_file.read_text())):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
-
-
-def _gone(pid: int) -> bool:
-    """True once ``pid`` no longer runs (a zombie waiting for its reaper counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 # -- the python objective --------------------------------------------------------------------------
