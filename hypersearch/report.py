@@ -102,22 +102,25 @@ def best_trials_table(store: RunStore, limit: int = 5) -> Table:
         rows = sorted(complete, key=lambda r: (store.losses(r), r.number))[:limit]
         title = f"Best {len(rows)} of {len(store.finished())} trials"
     table = Table(title=title, title_justify="left")
-    table.add_column("#", justify="right")
+    # Objective values never shrink; parameters give way first on a narrow terminal.
+    table.add_column("#", justify="right", no_wrap=True)
     for metric, direction in objectives.items():
         table.add_column(
             f"{metric} ({'max' if direction == 'maximize' else 'min'})",
             justify="right",
             style="bold",
+            no_wrap=True,
         )
     for name in store.experiment.params:
-        table.add_column(name, justify="right")
-    table.add_column("seconds", justify="right")
+        table.add_column(name, justify="right", overflow="ellipsis")
+    table.add_column("s", justify="right", no_wrap=True)
     for record in rows:
+        seconds = "" if record.duration_s is None else f"{record.duration_s:.2f}"
         table.add_row(
             str(record.number),
             *(_num(record.metrics[m]) for m in objectives),
-            *(_num(record.params[p], 4) for p in store.experiment.params),
-            _num(record.duration_s, 3),
+            *(_num(record.params[p], 3) for p in store.experiment.params),
+            seconds,
         )
     return table
 
