@@ -53,8 +53,25 @@ def cli() -> None:
     "--executor",
     default="local",
     show_default=True,
-    type=click.Choice(["inline", "local"]),
+    type=click.Choice(["inline", "local", "ray"]),
     help="Where trials run.",
+)
+@click.option(
+    "--gpus",
+    metavar="IDS",
+    help="GPUs for the local executor, e.g. 0,2, or 'none' (default: every GPU found).",
+)
+@click.option(
+    "--trials-per-gpu",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Trials sharing one GPU at a time (pack small trials).",
+)
+@click.option(
+    "--ray-address",
+    metavar="ADDR",
+    help="With --executor ray: the Ray cluster to use, e.g. HEAD:6379 (default: a local Ray).",
 )
 @click.option(
     "--storage", help="SQLAlchemy URL for the Optuna study (default: study.db in the run folder)."
@@ -70,6 +87,9 @@ def run(
     name: str | None,
     resume: str | None,
     executor: str,
+    gpus: str | None,
+    trials_per_gpu: int,
+    ray_address: str | None,
     storage: str | None,
     as_json: bool,
 ) -> int:
@@ -90,6 +110,10 @@ def run(
                 raise UserInputError(
                     f"{flag}: a resumed run keeps its own (got {value!r} with --resume)"
                 )
+    from hypersearch.devices import parse_gpus
+    from hypersearch.executors import check_executor
+
+    check_executor(executor, ray_address)  # before anything is started or created
     if algo is not None:
         from hypersearch.algorithms import get_algorithm
 
@@ -106,6 +130,9 @@ def run(
         resume=resume,
         executor=executor,
         storage=storage,
+        ray_address=ray_address,
+        gpus=None if gpus is None else parse_gpus(gpus),
+        trials_per_gpu=trials_per_gpu,
         progress=None if as_json else (lambda store: RunProgress(store, err)),
     )
     if as_json:

@@ -25,7 +25,13 @@ import numpy as np
 from hypersearch import algorithms
 from hypersearch.algorithms.base import Algorithm, Observation
 from hypersearch.errors import AlgorithmError, TrialFailure, UserInputError
-from hypersearch.executors import Executor, TrialRequest, TrialResult, make_executor
+from hypersearch.executors import (
+    Executor,
+    TrialRequest,
+    TrialResult,
+    check_executor,
+    make_executor,
+)
 from hypersearch.executors.base import COMPLETE, FAIL
 from hypersearch.experiment import RESERVED_COLUMNS, Experiment, load_experiment
 from hypersearch.objectives.base import build_objective, check_objectives, trial_seed
@@ -76,38 +82,46 @@ def optimize(
     clock: _Clock,
     progress: Progress | None = None,
 ) -> None:
-    """Run trials until the budget of finished trials is reached."""
+    """Run trials until the budget of finished trials is reached.
+
+    Besides what the algorithm asks, three kinds of trial are dispatched from ``queue``: trials
+    a kill cut off (run again under their number), trials retried with half the batch after an
+    out-of-memory error (same number), and one retry of a trial whose worker was lost (a new
+    number, linked to the original).
+    """
     experiment = store.experiment
     space, budget = experiment.space, experiment.budget.trials
     algorithm.tell([Observation(space.encode(r.params), store.losses(r)) for r in store.finished()])
-    requeue = deque(store.running())  # cut off by a kill: run again under the same number
-    algorithm.pending([space.encode(r.params) for r in requeue])
-    in_flight: dict[int, np.ndarray] = {}
-    n_finished = len(store.finished())
+    queue: deque[_Queued] = deque(
+        _Queued(r.number, r.params, space.encode(r.params)) for r in store.running()
+    )
+    algorithm.pending([item.x for item in queue])
+    in_flight: dict[int, tuple[_Queued, TrialRequest]] = {}
+    ladders: dict[int, list[int]] = {}  # batch sizes that ran out of memory, per trial
+    n_finished = store.counted()
 
-    def dispatch(number: int, config: dict[str, Any], x: np.ndarray) -> None:
-        executor.submit(
-            TrialRequest(
-                number,
-                config,
-                trial_seed(store.seed, number),
-                store.run_dir / "trials" / str(number),
-                experiment.budget.trial_timeout,
-            )
+    def dispatch(item: _Queued) -> None:
+        request = TrialRequest(
+            item.number,
+            item.config,
+            trial_seed(store.seed, item.number),
+            store.run_dir / "trials" / str(item.number),
+            experiment.budget.trial_timeout,
+            item.overrides,
         )
-        in_flight[number] = x
+        executor.submit(request)
+        in_flight[item.number] = (item, request)
 
     while True:
         slots = executor.free_slots()
-        while slots > 0 and requeue:
-            record = requeue.popleft()
-            dispatch(record.number, record.params, space.encode(record.params))
+        while slots > 0 and queue:
+            dispatch(queue.popleft())
             slots -= 1
-        wanted = min(slots, budget - n_finished - len(in_flight) - len(requeue))
+        wanted = min(slots, budget - n_finished - len(in_flight) - len(queue))
         if wanted > 0:
             for x in algorithm.ask(wanted)[:wanted]:
                 config = space.decode(x)
-                dispatch(store.start_trial(config), config, x)
+                dispatch(_Queued(store.start_trial(config), config, x))
         if not in_flight:
             if n_finished >= budget:
                 return
@@ -117,17 +131,73 @@ def optimize(
         waited = time.perf_counter()
         results = executor.poll(POLL_SECONDS)
         clock.waiting += time.perf_counter() - waited
-        if not results:
-            continue
         observations = []
         for result in results:
-            record = store.finish_trial(_checked(result, experiment))
-            observations.append(Observation(in_flight.pop(result.number), store.losses(record)))
-            n_finished += 1
+            item, request = in_flight.pop(result.number)
+            smaller = _smaller_batch(result, request, experiment)
+            if smaller is not None:  # out of memory: same trial, half the batch
+                ladders.setdefault(item.number, []).append(request_batch(request, experiment))
+                queue.appendleft(dataclasses.replace(item, overrides=smaller))
+                continue
+            if result.reason == "oom" and experiment.objective.trainer is not None:
+                ladder = [*ladders.get(item.number, []), request_batch(request, experiment)]
+                ladders[item.number] = ladder
+                result = dataclasses.replace(
+                    result, error=f"{result.error} (batch sizes tried: {ladder})"
+                )
+            extra: dict[str, Any] = {}
+            if item.number in ladders:
+                extra["oom_ladder"] = ladders.pop(item.number)
+            if item.retry_of is not None:
+                extra["retry_of"] = item.retry_of
+            elif result.reason == "worker_lost":  # retried once; the retry takes its budget place
+                extra["retried_as"] = store.start_trial(item.config)
+                queue.append(
+                    _Queued(extra["retried_as"], item.config, item.x, retry_of=item.number)
+                )
+            record = store.finish_trial(_checked(result, experiment), **extra)
+            observations.append(Observation(item.x, store.losses(record)))
+            n_finished += not record.superseded
             if progress is not None:
                 progress.trial_finished(record, store)
-        algorithm.tell(observations)
-        store.export(clock.wall, clock.overhead)
+        if observations:
+            algorithm.tell(observations)
+            store.export(clock.wall, clock.overhead)
+
+
+@dataclass(frozen=True)
+class _Queued:
+    """A trial to dispatch: its number, config, unit-cube point and forced settings."""
+
+    number: int
+    config: dict[str, Any]
+    x: np.ndarray
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    retry_of: int | None = None  # the trial whose lost worker this one retries
+
+
+def request_batch(request: TrialRequest, experiment: Experiment) -> int:
+    """The batch size a built-in-trainer trial ran with."""
+    spec = experiment.objective.trainer
+    assert spec is not None
+    return int(
+        request.overrides.get("batch_size", request.config.get("batch_size", spec.batch_size))
+    )
+
+
+def _smaller_batch(
+    result: TrialResult, request: TrialRequest, experiment: Experiment
+) -> dict[str, Any] | None:
+    """After an out-of-memory error, half the batch and twice the gradient accumulation (the
+    same effective batch), down to ``min_batch_size``; None when there is no smaller step."""
+    spec = experiment.objective.trainer
+    if result.reason != "oom" or spec is None:
+        return None
+    batch = request_batch(request, experiment)
+    if batch // 2 < spec.min_batch_size:
+        return None
+    accum = int(request.overrides.get("grad_accum", spec.grad_accum))
+    return {"batch_size": batch // 2, "grad_accum": accum * 2}
 
 
 def _checked(result: TrialResult, experiment: Experiment) -> TrialResult:
@@ -158,12 +228,20 @@ def run(
     resume: str | Path | None = None,
     executor: str = "local",
     storage: str | None = None,
+    ray_address: str | None = None,
+    gpus: list[str] | None = None,
+    trials_per_gpu: int = 1,
     progress: Callable[[RunStore], Progress] | None = None,
 ) -> RunResult:
     """Run (or, with ``resume``, continue) an experiment; returns the run folder and summary.
 
     >>> result = run("searchspaces/branin.yaml", algo="random", trials=8)  # doctest: +SKIP
+
+    ``ray_address`` (with ``executor="ray"``) connects to a Ray cluster instead of starting a
+    local Ray instance. ``gpus`` (default: every GPU found) and ``trials_per_gpu`` place the
+    local executor's workers: one per GPU slot, or ``parallel`` CPU workers without GPUs.
     """
+    check_executor(executor, ray_address)
     store = (
         _resumed(Path(resume), algo, trials, parallel)
         if resume is not None
@@ -182,7 +260,15 @@ def run(
         )
         store.export(clock.wall, clock.overhead)
         pool = make_executor(
-            executor, exp.objective, exp.budget.parallel, log_dir=store.run_dir / "logs"
+            executor,
+            exp.objective,
+            exp.budget.parallel,
+            log_dir=store.run_dir / "logs",
+            ray_address=ray_address,
+            cpus_per_trial=exp.budget.cpus_per_trial,
+            gpus_per_trial=exp.budget.gpus_per_trial,
+            gpus=gpus,
+            trials_per_gpu=trials_per_gpu,
         )
         interrupted = False
         watcher = progress(store) if progress is not None else None

@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from hypersearch.errors import ExperimentError, format_validation_error
+from hypersearch.objectives.trainer.settings import METRICS, TUNABLE, TrainerSpec
 from hypersearch.space import Param, SearchSpace, StrictModel, rule_error
 
 NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
@@ -61,7 +62,7 @@ class CommandSpec(StrictModel):
 class ObjectiveSpec(StrictModel):
     """Exactly one of ``trainer``, ``python``, ``command`` or ``synthetic``."""
 
-    trainer: dict[str, Any] | None = None
+    trainer: TrainerSpec | None = None
     python: PythonSpec | None = None
     command: CommandSpec | None = None
     synthetic: SyntheticSpec | None = None
@@ -89,12 +90,6 @@ class ObjectiveSpec(StrictModel):
                 "needs exactly one of trainer, python, command, synthetic "
                 f"(got {', '.join(given) or 'none'})",
             )
-        if self.trainer is not None:
-            raise rule_error(
-                "trainer",
-                "the built-in PyTorch trainer is not available in this "
-                "version yet (use synthetic, python or command)",
-            )
         return self
 
     @property
@@ -103,11 +98,15 @@ class ObjectiveSpec(StrictModel):
 
 
 class Budget(StrictModel):
-    """How many trials, how many at once, and how long one may run (seconds)."""
+    """How many trials, how many at once, how long one may run (seconds), and what one trial
+    holds on a Ray cluster (``cpus_per_trial``, ``gpus_per_trial``: Ray schedules by them; the
+    local executor does not use them)."""
 
     trials: Annotated[int, Field(ge=1)] = 40
     parallel: Annotated[int, Field(ge=1)] = 1
     trial_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    cpus_per_trial: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
+    gpus_per_trial: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
 
 
 class Experiment(StrictModel):
@@ -168,6 +167,8 @@ class Experiment(StrictModel):
                     "collides with a parameter or a "
                     f"reserved column ({', '.join(sorted(RESERVED_COLUMNS))})",
                 )
+        if self.objective.trainer is not None:
+            self._check_trainer()
         for name in self.params:
             if name in RESERVED_COLUMNS:
                 raise ExperimentError(
@@ -180,6 +181,22 @@ class Experiment(StrictModel):
         for algo, options in self.algorithm.items():
             validate_options(algo, options, field=f"algorithm.{algo}")
         return self
+
+    def _check_trainer(self) -> None:
+        """Parameters must name tunable settings; objectives must be metrics it reports."""
+        for name in self.params:
+            if name not in TUNABLE:
+                raise ExperimentError(
+                    f"params.{name}",
+                    "the built-in trainer has no tunable "
+                    f"setting of this name (tunable: {', '.join(sorted(TUNABLE))})",
+                )
+        for metric in self.objectives:
+            if metric not in METRICS:
+                raise ExperimentError(
+                    f"objectives.{metric}",
+                    f"the built-in trainer reports no such metric (metrics: {', '.join(METRICS)})",
+                )
 
     @property
     def space(self) -> SearchSpace:

@@ -56,6 +56,7 @@ class TrialRecord:
     reason: str | None = None
     error: str | None = None
     device: str | None = None
+    superseded: bool = False  # its worker was lost and a retry took its place in the budget
 
     @property
     def finished(self) -> bool:
@@ -163,8 +164,10 @@ class RunStore:
         self.records[number] = TrialRecord(number, RUNNING, dict(config))
         return number
 
-    def finish_trial(self, result: TrialResult) -> TrialRecord:
-        """Record a result; a COMPLETE result must carry every objective metric (finite)."""
+    def finish_trial(self, result: TrialResult, **info_extra: Any) -> TrialRecord:
+        """Record a result; a COMPLETE result must carry every objective metric (finite).
+        ``info_extra`` (e.g. the batch sizes an out-of-memory ladder tried) joins the trial's
+        ``hypersearch`` user attr."""
         trial_id = self._trial_ids[result.number]
         for key, value in result.metrics.items():
             self.storage.set_trial_user_attr(trial_id, key, value)
@@ -174,6 +177,7 @@ class RunStore:
             "reason": result.reason,
             "error": result.error,
             "traceback": result.traceback,
+            **info_extra,
         }
         self.storage.set_trial_user_attr(trial_id, INFO_ATTR, info)
         if result.state == COMPLETE:
@@ -185,6 +189,7 @@ class RunStore:
         record.state, record.metrics = result.state, dict(result.metrics)
         record.duration_s, record.device = result.duration_s, result.device
         record.reason = result.reason
+        record.superseded = info.get("retried_as") is not None
         record.error = f"{result.reason}: {result.error}" if result.state == FAIL else None
         return record
 
@@ -192,6 +197,10 @@ class RunStore:
 
     def finished(self) -> list[TrialRecord]:
         return [r for r in self.records.values() if r.finished]
+
+    def counted(self) -> int:
+        """Finished trials that count toward the budget (a lost trial's retry replaces it)."""
+        return sum(r.finished and not r.superseded for r in self.records.values())
 
     def running(self) -> list[TrialRecord]:
         return [r for r in self.records.values() if r.state == RUNNING]
@@ -218,6 +227,13 @@ class RunStore:
     def best(self) -> TrialRecord | None:
         front = self.front()
         return front[0] if front else None
+
+    def devices(self) -> dict[str, list[int]]:
+        """Which device ran each finished trial: device -> trial numbers."""
+        ran: dict[str, list[int]] = {}
+        for record in sorted(self.finished(), key=lambda r: r.number):
+            ran.setdefault(record.device or "unknown", []).append(record.number)
+        return ran
 
     def hypervolume(self) -> float | None:
         if len(self.experiment.objectives) < 2:
@@ -267,6 +283,7 @@ class RunStore:
             "best": None
             if best is None
             else {"number": best.number, "params": best.params, "metrics": best.metrics},
+            "devices": self.devices(),
             "pareto_size": len(self.front()),
             "hypervolume": self.hypervolume(),
             "wall_seconds": round(wall_seconds, 3),
@@ -302,6 +319,7 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         reason,
         f"{reason}: {error}" if state == FAIL else None,
         info.get("device"),
+        info.get("retried_as") is not None,
     )
 
 

@@ -139,7 +139,7 @@ def hypervolume_2d(points: list[tuple[float, float]], ref: tuple[float, float]) 
 
 @pytest.fixture(scope="module")
 def hartmann_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Any, Path]]:
-    """``hypersearch run default.yaml --algo A --trials 20 --parallel 2`` (local workers), once
+    """``hypersearch run hartmann6.yaml --algo A --trials 20 --parallel 2`` (local workers), once
     per algorithm: (the finished process, the run folder)."""
     cache: dict[str, tuple[Any, Path]] = {}
 
@@ -148,7 +148,7 @@ def hartmann_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tu
             out = tmp_path_factory.mktemp(f"hartmann-{algo}")
             result = run_cli(
                 "run",
-                str(SEARCHSPACES / "default.yaml"),
+                str(SEARCHSPACES / "hartmann6.yaml"),
                 *("--algo", algo, "--trials", "20", "--parallel", "2", "--out", str(out)),
             )
             ok(result)
@@ -334,8 +334,8 @@ def test_no_experiment_uses_the_packaged_default_and_says_so(tmp_path: Path) -> 
     ok(result)
     assert "packaged default" in result.stderr and "default.yaml" in result.stderr
     run_dir = only_run_dir(tmp_path / "runs")
-    assert run_dir.name.startswith("hartmann6-random-s0-")
-    assert "name: hartmann6" in (run_dir / "experiment.yaml").read_text()
+    assert run_dir.name.startswith("digits-cnn-random-s0-")
+    assert "name: digits-cnn" in (run_dir / "experiment.yaml").read_text()
     assert len(read_csv(run_dir / "trials.csv")) == 3
 
 

@@ -387,11 +387,15 @@ def test_python_api_reports_the_same_errors() -> None:
 def test_packaged_examples_are_valid() -> None:
     folder = Path(__file__).resolve().parents[1] / "searchspaces"
     files = sorted(folder.glob("*.yaml"))
-    assert {"default.yaml", "branin.yaml", "digits-python.yaml", "digits-command.yaml"} <= {
-        f.name for f in files
-    }
+    assert {
+        "default.yaml",
+        "hartmann6.yaml",
+        "branin.yaml",
+        "digits-python.yaml",
+        "digits-command.yaml",
+    } <= {f.name for f in files}
     kinds = {load_experiment(f).objective.kind for f in files}
-    assert {"synthetic", "python", "command"} <= kinds
+    assert {"synthetic", "python", "command", "trainer"} <= kinds
 
 
 def test_validate_prints_a_summary(capsys: pytest.CaptureFixture[str], write_experiment) -> None:

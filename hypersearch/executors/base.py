@@ -32,6 +32,7 @@ class TrialRequest:
     seed: int
     trial_dir: Path
     timeout: float | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)  # e.g. a smaller batch after an OOM
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ def execute(
         device,
         request.trial_dir,
         request.timeout if enforce_timeout else None,
+        request.overrides,
     )
     start = time.perf_counter()
     try:

@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from hypersearch.devices import Slot, plan_slots
 from hypersearch.executors.base import Executor, TrialRequest, TrialResult
 from hypersearch.executors.worker import STARTED
 from hypersearch.objectives.command import kill_group
@@ -54,25 +55,23 @@ class LocalExecutor(Executor):
     def __init__(
         self,
         objective_spec: Any,
-        parallel: int,
-        devices: list[str] | None = None,
-        env: dict[str, dict[str, str]] | None = None,
+        parallel: int = 1,
+        slots: list[Slot] | None = None,
         log_dir: Path | None = None,
     ) -> None:
+        """One worker per slot (``devices.plan_slots``); default ``parallel`` CPU workers."""
         self._spec = objective_spec.model_dump(mode="json")
-        self._env = env or {}  # per device, e.g. {"cuda:0": {"CUDA_VISIBLE_DEVICES": "0"}}
         self._log_dir = log_dir
-        devices = devices or ["cpu"]
-        self._workers = [
-            self._start(slot, devices[slot % len(devices)]) for slot in range(parallel)
-        ]
+        self._slots = slots or plan_slots([], parallel=parallel)
+        self._workers = [self._start(index) for index in range(len(self._slots))]
 
-    def _start(self, slot: int, device: str) -> _Worker:
+    def _start(self, index: int) -> _Worker:
+        slot = self._slots[index]
         ours, theirs = socket.socketpair()
         log: Any = subprocess.DEVNULL
         if self._log_dir is not None:
             self._log_dir.mkdir(parents=True, exist_ok=True)
-            log = (self._log_dir / f"worker-{slot}.log").open("ab")
+            log = (self._log_dir / f"worker-{index}.log").open("ab")
         try:
             process = subprocess.Popen(
                 [
@@ -80,14 +79,14 @@ class LocalExecutor(Executor):
                     "-m",
                     "hypersearch.executors.worker",
                     str(theirs.fileno()),
-                    device,
+                    slot.device,
                 ],
                 pass_fds=[theirs.fileno()],
                 process_group=0,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **self._env.get(device, {})},
+                env={**os.environ, **slot.env},
             )
         finally:
             theirs.close()
@@ -95,7 +94,7 @@ class LocalExecutor(Executor):
                 log.close()
         conn = Connection(ours.detach())
         conn.send(self._spec)
-        return _Worker(process, conn, device)
+        return _Worker(process, conn, slot.device)
 
     def free_slots(self) -> int:
         return sum(w.request is None for w in self._workers)
@@ -129,6 +128,8 @@ class LocalExecutor(Executor):
             if worker.request is None:
                 continue
             result, lost = _receive(worker)
+            if result is not None and result.reason == "oom":
+                self._replace(index)  # a CUDA error can leave the context broken: fresh worker
             if result is None:
                 failure = _failure(worker, lost)
                 if failure is None:
@@ -142,9 +143,8 @@ class LocalExecutor(Executor):
         return results
 
     def _replace(self, index: int) -> None:
-        old = self._workers[index]
-        self._kill(old)
-        self._workers[index] = self._start(index, old.device)
+        self._kill(self._workers[index])
+        self._workers[index] = self._start(index)
 
     @staticmethod
     def _kill(worker: _Worker) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ class TrialContext:
     device: str
     trial_dir: Path
     timeout: float | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # settings forced by the executor
 
 
 def trial_seed(run_seed: int, number: int) -> int:
@@ -91,4 +92,8 @@ def build_objective(spec: Any) -> Objective:
         from hypersearch.objectives.command import CommandObjective
 
         return CommandObjective(spec.command)
+    if kind == "trainer":
+        from hypersearch.objectives.trainer import TrainerObjective
+
+        return TrainerObjective(spec.trainer)
     raise ValueError(f"objective kind {kind!r} is not available")

@@ -1,0 +1,42 @@
+"""The built-in PyTorch trainer: ``objective: {trainer: {dataset: digits, model: cnn, …}}``.
+
+Search-space parameters named like a tunable setting override it per trial; the trial runs on
+the device its worker was given (``cuda`` when pinned to a GPU, else the CPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hypersearch.objectives.base import Objective, TrialContext
+
+
+class TrainerObjective(Objective):
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+
+    def settings(self, config: Mapping[str, Any], overrides: Mapping[str, Any] = ()) -> Any:
+        """The trial's settings: the experiment's, overridden by same-named parameters, then by
+        what the executor forces (a smaller batch after an out-of-memory error)."""
+        from hypersearch.objectives.trainer.settings import TUNABLE
+
+        update = {k: v for k, v in config.items() if k in TUNABLE} | dict(overrides)
+        return self.spec.model_copy(update=update)
+
+    def evaluate(self, config: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]:
+        import torch
+
+        from hypersearch.objectives.trainer.data import load_dataset
+        from hypersearch.objectives.trainer.loop import train
+
+        settings = self.settings(config, ctx.overrides)
+        data = load_dataset(
+            settings.dataset,
+            valid_fraction=settings.valid_fraction,
+            split_seed=settings.split_seed,
+            max_train=settings.max_train,
+            cache_dir=settings.cache_dir,
+        )
+        device = "cuda" if ctx.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
+        return train(settings, data, seed=ctx.seed, device=device, trial_dir=ctx.trial_dir)
