@@ -348,3 +348,34 @@ def test_without_gpus_workers_run_on_the_cpu_with_a_share_of_the_cores() -> None
             del os.environ["CUDA_VISIBLE_DEVICES"]
         else:
             os.environ["CUDA_VISIBLE_DEVICES"] = saved
+
+
+def test_a_worker_is_recycled_after_a_cuda_error(tmp_path: Path) -> None:
+    """A CUDA error can leave the CUDA context broken: the next trial gets a fresh worker."""
+    from hypersearch.executors.base import TrialRequest
+    from hypersearch.executors.local import LocalExecutor
+
+    (tmp_path / "cuda_err.py").write_text(
+        "import os\n"
+        "def f(config):\n"
+        "    if config['x'] > 0.5:\n"
+        "        raise RuntimeError('CUDA error: device-side assert triggered')\n"
+        "    return os.getpid()\n"
+    )
+    exp = parse_experiment(
+        {
+            "objective": {"python": {"function": "cuda_err:f", "path": [str(tmp_path)]}},
+            "params": {"x": {"type": "float", "low": 0, "high": 1}},
+        }
+    )
+    executor = LocalExecutor(exp.objective, 1)
+    try:
+        pids = []
+        for number, x in enumerate([0.1, 0.2, 0.9, 0.1]):
+            executor.submit(TrialRequest(number, {"x": x}, 0, tmp_path / str(number)))
+            (result,) = executor.poll(60)
+            pids.append(result.metrics.get("value"))
+        assert pids[0] == pids[1]  # workers are reused across trials
+        assert pids[2] is None and pids[3] != pids[1]  # ...but not after a CUDA error
+    finally:
+        executor.shutdown()

@@ -128,7 +128,7 @@ class LocalExecutor(Executor):
             if worker.request is None:
                 continue
             result, lost = _receive(worker)
-            if result is not None and result.reason == "oom":
+            if result is not None and _cuda_error(result):
                 self._replace(index)  # a CUDA error can leave the context broken: fresh worker
             if result is None:
                 failure = _failure(worker, lost)
@@ -194,6 +194,11 @@ def _failure(worker: _Worker, lost: bool) -> tuple[str, str] | None:
     return "timeout", (
         f"trial still running after {worker.request.timeout:g}s (its process group was killed)"
     )
+
+
+def _cuda_error(result: TrialResult) -> bool:
+    """Out of memory, or any CUDA error (device-side assert, illegal address, …)."""
+    return result.reason == "oom" or "CUDA error" in (result.error or "")
 
 
 def _how_it_ended(worker: _Worker) -> str:
