@@ -108,6 +108,14 @@ class Budget(StrictModel):
     cpus_per_trial: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
     gpus_per_trial: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
 
+    @field_validator("cpus_per_trial", "gpus_per_trial")
+    @classmethod
+    def _share(cls, value: float) -> float:
+        """Ray shares a CPU or GPU between trials in fractions of one, never of several."""
+        if value > 1 and not value.is_integer():
+            raise ValueError("must be at most 1 or a whole number")
+        return value
+
 
 class Experiment(StrictModel):
     """A validated experiment: from :func:`load_experiment` or :func:`parse_experiment`."""

@@ -470,3 +470,23 @@ def test_storage_url_puts_the_study_in_that_database(tmp_path: Path) -> None:
     assert len(study.get_trials(deepcopy=False)) == 5
     assert_study_matches_csv(study, read_csv(run_dir / "trials.csv"))
     assert json.loads((run_dir / "summary.json").read_text())["trials"] == 5
+
+
+# -- executors ------------------------------------------------------------------------------------
+
+
+def test_ray_executor_without_ray_is_a_one_line_input_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without the `ray` extra, `--executor ray` says how to install it (and creates nothing)."""
+    import sys
+
+    from hypersearch.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    args = ["run", str(SEARCHSPACES / "branin.yaml"), "--executor", "ray", "--out", str(tmp_path)]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        'error: --executor: ray is not installed (pip install "hypersearch[ray]")'
+    ]
+    assert not any(tmp_path.iterdir())

@@ -12,8 +12,8 @@ EXECUTORS = ("inline", "local", "ray")
 
 
 def check_executor(kind: str, ray_address: str | None = None) -> None:
-    """Reject an unknown executor, a missing Ray, or ``--ray-address`` without Ray, before a run
-    folder is created."""
+    """Reject an unknown executor, a missing Ray, ``--ray-address`` without Ray or with nothing
+    answering there, before a run folder is created."""
     if kind not in EXECUTORS:
         raise UserInputError(
             f"--executor: unknown executor {kind!r} (choose from: {', '.join(EXECUTORS)})"
@@ -27,6 +27,10 @@ def check_executor(kind: str, ray_address: str | None = None) -> None:
             raise UserInputError(
                 '--executor: ray is not installed (pip install "hypersearch[ray]")'
             ) from None
+        if ray_address is not None:
+            from hypersearch.executors.ray import check_address
+
+            check_address(ray_address)
 
 
 def make_executor(

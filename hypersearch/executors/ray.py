@@ -1,0 +1,432 @@
+"""Trials as Ray tasks: on a local Ray instance, or on a cluster (``--ray-address``).
+
+Each trial is one Ray task asking for ``budget.cpus_per_trial`` CPUs and ``budget.gpus_per_trial``
+GPUs (Ray pins its GPUs with ``CUDA_VISIBLE_DEVICES``). The task is a generator: it yields a start
+acknowledgement once its worker holds the resources and has built the objective, then the
+trial's ``TrialResult``. So, as with the local executor, ``trial_timeout`` counts from when the
+trial starts, not while it waits for a worker or for free GPUs.
+
+Failures read as they do with the local executor. The task runs ``execute`` with the timeout
+enforced inside the worker (SIGALRM for Python objectives, Ray runs tasks on the worker's main
+thread; the command objective kills its own process group), then kills whatever the timed-out
+trial left in the worker's process group. The driver is the backstop: a trial still running
+``TIMEOUT_GRACE_S`` after its timeout has its worker killed (``ray.cancel(force=True)``). A worker
+that dies fails its trial with ``worker_lost``; one killed by Ray's memory monitor with ``oom``.
+
+Without an address a private Ray instance is started, bound to 127.0.0.1, and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.exceptions
+import ray.util
+
+from hypersearch.errors import UserInputError
+from hypersearch.executors.base import Executor, TrialRequest, TrialResult, execute
+from hypersearch.objectives.base import Objective
+from hypersearch.objectives.command import kill_group
+
+STARTED = "started"
+TIMEOUT_GRACE_S = 2.0  # the worker enforces the timeout itself; the driver kills it after this
+LOCAL_OBJECT_STORE_BYTES = 128 * 2**20  # trials pass small results only
+
+# -- in the Ray worker -------------------------------------------------------------------------
+
+_objectives: dict[str, Objective] = {}  # per worker process: spec JSON -> built objective
+
+
+def _objective(spec_json: str) -> Objective:
+    """Build the objective once per worker process (a reused worker skips imports and setup)."""
+    if spec_json not in _objectives:
+        from hypersearch.experiment import ObjectiveSpec
+        from hypersearch.objectives.base import build_objective
+
+        _objectives[spec_json] = build_objective(ObjectiveSpec.model_validate_json(spec_json))
+    return _objectives[spec_json]
+
+
+def _device() -> str:
+    """``cuda:<id>`` for a task holding a GPU (visible to it as its only GPU), else ``cpu``."""
+    ids = ray.get_gpu_ids()
+    return f"cuda:{ids[0]}" if ids else "cpu"
+
+
+def _lead_own_group() -> bool:
+    """Make this worker lead its own process group (recent Ray already does), so what a trial
+    starts can be told apart from Ray's processes; False if that is not possible."""
+    with contextlib.suppress(OSError):
+        if os.getpgid(0) != os.getpid():
+            os.setpgid(0, 0)
+    return os.getpgid(0) == os.getpid()
+
+
+def _kill_group_members() -> None:
+    """SIGKILL every other process in this worker's group: what a timed-out trial left running
+    (the local executor kills the worker's group instead; a Ray worker stays for the next trial).
+    """
+    me = os.getpid()
+    if not _lead_own_group() or not os.path.isdir("/proc"):
+        return
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+            pgrp = int(stat.rsplit(")", 1)[1].split()[2])  # after "(comm)": state ppid pgrp
+        except (OSError, ValueError, IndexError):
+            continue
+        if pgrp == me:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _output_to(log_dir: str | None) -> Iterator[None]:
+    """Send the trial's stdout and stderr to ``<log_dir>/ray-worker-<pid>.log`` (the local
+    executor's worker logs) when this node sees that folder; else they stay in Ray's logs."""
+    if log_dir is None or not os.path.isdir(log_dir):
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    log = os.open(
+        os.path.join(log_dir, f"ray-worker-{os.getpid()}.log"),
+        os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+        0o644,
+    )
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def _run_trial(spec_json: str, request: TrialRequest, log_dir: str | None) -> Iterator[Any]:
+    """The Ray task: acknowledge the start, run the trial, clean up after a timeout."""
+    device = _device()
+    if device == "cpu":  # as the local executor's CPU workers: no GPU to pick up by accident
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    group = os.getpid() if _lead_own_group() else None
+    try:
+        objective = _objective(spec_json)
+    except Exception as exc:  # e.g. the function's module is missing on this node
+        yield TrialResult.failed(
+            request, "exception", f"cannot build the objective: {exc}", device=device
+        )
+        return
+    yield (STARTED, device, group, ray.get_runtime_context().get_node_id())
+    with _output_to(log_dir):
+        result = execute(objective, request, device, enforce_timeout=True)
+    if result.reason == "timeout":
+        _kill_group_members()
+    elif result.reason == "oom":
+        _objectives.pop(spec_json, None)  # rebuild it, rather than reuse what failed
+    yield result
+
+
+# -- in the driver -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Trial:
+    request: TrialRequest
+    task: Any  # the task's ObjectRefGenerator
+    submitted: float
+    started: float | None = None  # when its acknowledgement arrived
+    device: str = "cpu"
+    group: int | None = None  # its worker's process group, if the worker leads one
+    node: str | None = None  # the Ray node it runs on
+
+    def deadline(self) -> float:
+        """When the trial is overdue. One not started yet waits for free resources as long as
+        it takes (a cluster may be busy, or still adding nodes)."""
+        if self.started is None or self.request.timeout is None:
+            return math.inf
+        return self.started + self.request.timeout + TIMEOUT_GRACE_S
+
+
+class RayExecutor(Executor):
+    """Keeps up to ``parallel`` trials in flight as Ray tasks."""
+
+    def __init__(
+        self,
+        objective_spec: Any,
+        parallel: int,
+        *,
+        address: str | None = None,
+        cpus_per_trial: float = 1.0,
+        gpus_per_trial: float = 0.0,
+        log_dir: Path | None = None,
+    ) -> None:
+        self._spec_json = objective_spec.model_dump_json()
+        self._parallel = parallel
+        self._log_dir = None
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            self._log_dir = str(log_dir.resolve())
+        self._trials: dict[int, _Trial] = {}
+        self._connected = _connect(address, parallel, cpus_per_trial, gpus_per_trial)
+        self._node = ray.get_runtime_context().get_node_id()
+        # A worker that ran a GPU trial is not reused (Ray's default for GPU tasks): its CUDA
+        # context is tied to that GPU, and the next trial may be given another one.
+        self._task = ray.remote(
+            num_cpus=cpus_per_trial,
+            num_gpus=gpus_per_trial,
+            num_returns="streaming",
+            max_retries=0,
+            max_calls=1 if gpus_per_trial > 0 else 0,
+        )(_run_trial)
+
+    def free_slots(self) -> int:
+        return self._parallel - len(self._trials)
+
+    def submit(self, request: TrialRequest) -> int:
+        task = self._task.remote(self._spec_json, request, self._log_dir)
+        self._trials[request.number] = _Trial(request, task, time.monotonic())
+        return request.number
+
+    def poll(self, timeout: float | None) -> list[TrialResult]:
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        while True:
+            results = self._collect()
+            now = time.monotonic()
+            if results or not self._trials or now >= deadline:
+                return results
+            wake = min(deadline, *(t.deadline() for t in self._trials.values()))
+            ray.wait(
+                [t.task for t in self._trials.values()],
+                num_returns=1,
+                timeout=None if wake == math.inf else max(0.0, wake - now),
+            )
+
+    def _collect(self) -> list[TrialResult]:
+        """Take what the tasks sent (acknowledgements, results, failures); fail overdue ones."""
+        results = []
+        while self._trials:
+            tasks = [t.task for t in self._trials.values()]
+            ready, _ = ray.wait(tasks, num_returns=len(tasks), timeout=0)
+            if not ready:
+                break
+            ready_ids = {id(task) for task in ready}
+            for trial in [t for t in self._trials.values() if id(t.task) in ready_ids]:
+                result = self._receive(trial)
+                if result is not None:
+                    del self._trials[trial.request.number]
+                    results.append(result)
+        now = time.monotonic()
+        for trial in [t for t in self._trials.values() if now > t.deadline()]:
+            self._end(trial)
+            del self._trials[trial.request.number]
+            results.append(_overdue(trial, now))
+        return results
+
+    def _receive(self, trial: _Trial) -> TrialResult | None:
+        """One message from a ready task: None for its acknowledgement, else its result."""
+        try:
+            message = ray.get(next(trial.task))
+        except StopIteration:  # ended without a result (should not happen): treat as lost
+            return _lost(trial, "the trial's Ray task ended without a result")
+        except ray.exceptions.RayError as err:
+            self._sweep(trial)  # what a dead worker started may still run
+            return _from_ray_error(trial, err)
+        if isinstance(message, tuple) and message[0] == STARTED:
+            trial.started = time.monotonic()
+            trial.device, trial.group, trial.node = message[1:4]
+            return None
+        return message
+
+    def _end(self, trial: _Trial) -> None:
+        """Kill a trial's worker (``force`` kills the process) and what it started."""
+        ray.cancel(trial.task, force=True)
+        self._sweep(trial)
+
+    def _sweep(self, trial: _Trial) -> None:
+        """Kill the process group of a trial's worker, if it ran on this machine. Recent Ray
+        kills the group of a worker it kills or loses; older Ray leaves the orphans."""
+        if trial.group is not None and trial.node == self._node:
+            kill_group(trial.group)
+
+    def shutdown(self) -> None:
+        for trial in self._trials.values():
+            with contextlib.suppress(Exception):
+                self._end(trial)
+        self._trials = {}
+        if self._connected:
+            self._connected = False
+            ray.shutdown()  # stops the local instance, or disconnects from the cluster
+
+
+def _connect(
+    address: str | None, parallel: int, cpus_per_trial: float, gpus_per_trial: float
+) -> bool:
+    """Start a local Ray instance, or connect to ``address``; False if this process already was
+    connected (the caller's Ray, e.g. from the Python API: left alone at shutdown)."""
+    if ray.is_initialized():
+        return False
+    quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
+    _silence_worker_errors()
+    if address is not None:
+        mode = _mode_for(address)
+        try:
+            with mode:
+                ray.init(address=address, **quiet)
+        except (ConnectionError, ValueError, RuntimeError) as err:
+            hint = "" if "RAY_AUTH_MODE" in os.environ else "; token auth needs RAY_AUTH_MODE=token"
+            raise UserInputError(
+                f"--ray-address: cannot connect to a Ray cluster at {address!r} ({err}{hint})"
+            ) from None
+        if not _fits(cpus_per_trial, gpus_per_trial):
+            print(
+                f"warning: no node of the Ray cluster at {address} has {cpus_per_trial:g} CPUs "
+                f"and {gpus_per_trial:g} GPUs for a trial; trials wait until one joins",
+                file=sys.stderr,
+            )
+        return True
+    # Ray takes 127.0.0.1 to mean "this node's reachable address" unless it thinks it runs on a
+    # laptop (macOS, Windows): borrow that mode so every Ray process listens on loopback only.
+    with _laptop_mode():
+        ray.init(
+            address="local",
+            num_cpus=max(os.cpu_count() or 1, math.ceil(parallel * cpus_per_trial)),
+            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            **quiet,
+        )
+    if not _fits(cpus_per_trial, gpus_per_trial):
+        found = ray.cluster_resources().get("GPU", 0.0)
+        ray.shutdown()
+        raise UserInputError(
+            f"budget.gpus_per_trial: {gpus_per_trial:g} GPU(s) per trial, but Ray found "
+            f"{found:g} on this machine"
+        )
+    return True
+
+
+def _fits(cpus: float, gpus: float) -> bool:
+    """Whether some node of the cluster could run a trial (were it idle)."""
+    for node in ray.nodes():
+        held = node.get("Resources", {})
+        if node.get("Alive") and held.get("CPU", 0) >= cpus and held.get("GPU", 0) >= gpus:
+            return True
+    return False
+
+
+def _silence_worker_errors() -> None:
+    """Ray prints a paragraph to the driver's stdout when a worker dies, even without
+    ``log_to_driver``: it would break ``--json`` and the progress display, and the trial's
+    ``worker_lost`` error already says it. Ray's own switch for this is a private flag."""
+    from ray._private import worker
+
+    if hasattr(worker, "_worker_logs_enabled"):
+        worker._worker_logs_enabled = False
+
+
+def check_address(address: str) -> None:
+    """Fail at once if nothing answers at ``HOST:PORT`` (``ray.init`` would retry for minutes).
+    Other forms ("auto", ``ray://…`` for Ray Client) are left to Ray."""
+    where = _host_port(address)
+    if where is not None and not _answers(*where):
+        raise UserInputError(
+            f"--ray-address: nothing answers at {address} (is `ray start --head` running there?)"
+        )
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _mode_for(address: str) -> contextlib.AbstractContextManager[None]:
+    """How to connect: as usual or, for a Ray instance listening on loopback only (such as the
+    one this executor starts), in the mode that keeps Ray on loopback."""
+    check_address(address)
+    where = _host_port(address)
+    if where is None:
+        return contextlib.nullcontext()
+    host, port = where
+    loopback = host == "localhost" or host == "::1" or host.startswith("127.")
+    if loopback and not _answers(ray.util.get_node_ip_address(), port):
+        return _laptop_mode()
+    return contextlib.nullcontext()
+
+
+def _answers(host: str, port: int, timeout: float = 5.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _laptop_mode() -> Iterator[None]:
+    """Ray's switch for macOS/Windows, where it keeps to loopback (a private flag: if a Ray
+    version lacks it, Ray binds to the node's address as usual)."""
+    from ray._private import ray_constants
+
+    previous = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    if previous is None:
+        yield
+        return
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = previous
+
+
+def _overdue(trial: _Trial, now: float) -> TrialResult:
+    assert trial.started is not None and trial.request.timeout is not None
+    return TrialResult.failed(
+        trial.request,
+        "timeout",
+        f"trial still running after {trial.request.timeout:g}s (its Ray worker was killed)",
+        duration_s=now - trial.started,
+        device=trial.device,
+    )
+
+
+def _lost(trial: _Trial, error: str) -> TrialResult:
+    duration_s = time.monotonic() - (trial.started or trial.submitted)
+    return TrialResult.failed(
+        trial.request, "worker_lost", error, duration_s=duration_s, device=trial.device
+    )
+
+
+def _from_ray_error(trial: _Trial, err: ray.exceptions.RayError) -> TrialResult:
+    """A task that did not return a result: its worker died (or was killed for memory)."""
+    first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    reason = "oom" if isinstance(err, ray.exceptions.OutOfMemoryError) else "worker_lost"
+    message = f"{type(err).__name__}: {first.strip()}"
+    if isinstance(err, ray.exceptions.RayTaskError):  # raised outside execute(): a bug here
+        reason, message = "exception", f"{type(err.cause).__name__}: {err.cause}"
+    elapsed = time.monotonic() - (trial.started or trial.submitted)
+    return TrialResult.failed(
+        trial.request, reason, message, duration_s=elapsed, device=trial.device
+    )
