@@ -114,6 +114,12 @@ def run(
     from hypersearch.executors import check_executor
 
     check_executor(executor, ray_address)  # before anything is started or created
+    if executor != "local" and (gpus is not None or trials_per_gpu != 1):
+        flag = "--gpus" if gpus is not None else "--trials-per-gpu"
+        raise UserInputError(
+            f"{flag}: only used with --executor local (got {executor!r}; "
+            "Ray takes budget.gpus_per_trial)"
+        )
     if algo is not None:
         from hypersearch.algorithms import get_algorithm
 
