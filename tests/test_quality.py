@@ -12,30 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hypersearch.algorithms import Observation, create
-from hypersearch.experiment import parse_experiment
-from hypersearch.objectives.synthetic import FUNCTIONS
+from hypersearch.testing import final_regret
 
 SEEDS = range(9)
 
 
-def final_regret(
-    algo_name: str, function: str, seed: int, trials: int = 60, batch: int = 4
-) -> float:
-    exp = parse_experiment({"objective": {"synthetic": {"function": function}}})
-    space, f = exp.space, FUNCTIONS[function]
-    algo = create(algo_name, space, 1, seed=seed)
-    best, done = np.inf, 0
-    while done < trials:
-        points = algo.ask(min(batch, trials - done))
-        values = [f.fn(np.array(list(space.decode(x).values()))) for x in points]
-        algo.tell([Observation(x, (v,)) for x, v in zip(points, values, strict=True)])
-        best, done = min(best, *values), done + len(points)
-    return best - f.optimum
-
-
 @pytest.mark.slow
 def test_tpe_beats_random_search_on_hartmann6() -> None:
-    random_regret = [final_regret("random", "hartmann6", s) for s in SEEDS]
-    tpe_regret = [final_regret("tpe", "hartmann6", s) for s in SEEDS]
+    random_regret = [final_regret("random", "hartmann6", s, trials=60, batch=4) for s in SEEDS]
+    tpe_regret = [final_regret("tpe", "hartmann6", s, trials=60, batch=4) for s in SEEDS]
     assert np.median(tpe_regret) < np.median(random_regret), (tpe_regret, random_regret)
