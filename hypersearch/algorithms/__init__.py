@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from hypersearch.algorithms import random_search, tpe  # noqa: F401  (registers them)
+from hypersearch.algorithms import (  # noqa: F401  (registers them)
+    ga,
+    pso,
+    random_search,
+    tpe,
+)
 from hypersearch.algorithms.base import (
     Algorithm,
     Observation,
