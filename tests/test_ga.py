@@ -22,9 +22,9 @@ from hypersearch.algorithms import Observation, create
 from hypersearch.algorithms import ga as ga_module
 from hypersearch.errors import ExperimentError
 from hypersearch.experiment import parse_experiment
-from hypersearch.objectives.synthetic import FUNCTIONS
-from hypersearch.pareto import front_mask, hypervolume
+from hypersearch.pareto import front_mask
 from hypersearch.space import SearchSpace
+from hypersearch.testing import final_hypervolume, final_regret
 
 
 def cube(dim: int) -> SearchSpace:
@@ -186,22 +186,9 @@ SEEDS = range(151)
 
 def run(algo_name: str, function: str, seed: int, dim: int | None = None) -> float:
     """Final regret (single objective) or hypervolume at (1.1, 11) (zdt1): 64 trials by 8."""
-    spec = {"function": function} | ({"dim": dim} if dim else {})
-    exp = parse_experiment({"objective": {"synthetic": spec}})
-    space, f = exp.space, FUNCTIONS[function]
-    multi = f.optimum is None
-    algo = create(algo_name, space, 2 if multi else 1, seed=seed)
-    losses: list[tuple[float, ...]] = []
-    while len(losses) < 64:
-        points = algo.ask(min(8, 64 - len(losses)))
-        values = [f.fn(np.array(list(space.decode(x).values()))) for x in points]
-        values = [tuple(v) if multi else (v,) for v in values]
-        algo.tell([Observation(x, v) for x, v in zip(points, values, strict=True)])
-        losses += values
-    table = np.array(losses)
-    if multi:
-        return hypervolume(table, np.array([1.1, 11.0]))
-    return float(table.min() - f.optimum)
+    if function == "zdt1":
+        return final_hypervolume(algo_name, function, seed, (1.1, 11.0), dim=dim)
+    return final_regret(algo_name, function, seed, dim=dim)
 
 
 @pytest.mark.slow
