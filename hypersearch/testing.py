@@ -15,14 +15,22 @@ from hypersearch.objectives.synthetic import FUNCTIONS
 
 
 def evaluations(
-    algo: str, function: str, seed: int, trials: int = 64, batch: int = 8, dim: int | None = None
+    algo: str,
+    function: str,
+    seed: int,
+    trials: int = 64,
+    batch: int = 8,
+    dim: int | None = None,
+    noise: float = 0.0,
 ) -> np.ndarray:
-    """The noiseless values of every trial, in order: shape (trials, n_objectives)."""
+    """The noiseless values of every trial, in order: shape (trials, n_objectives). With
+    ``noise``, the algorithm is told the values plus Gaussian noise of that std (seeded)."""
     spec = {"function": function} | ({"dim": dim} if dim else {})
     exp = parse_experiment({"objective": {"synthetic": spec}})
     space, f = exp.space, FUNCTIONS[function]
     algorithm = create(algo, space, len(exp.objectives), seed=seed, options=exp.algorithm.get(algo))
     values: list[tuple[float, ...]] = []
+    draws = np.random.default_rng([seed, 7919])
     while len(values) < trials:
         points = algorithm.ask(min(batch, trials - len(values)))
         if not points:
@@ -31,17 +39,25 @@ def evaluations(
         for x in points:
             result = f.fn(np.array(list(space.decode(x).values()), dtype=float))
             losses = tuple(result) if isinstance(result, tuple) else (result,)
-            told.append(Observation(x, losses))
+            noisy = tuple(v + noise * draws.standard_normal() for v in losses) if noise else losses
+            told.append(Observation(x, noisy))
             values.append(losses)
         algorithm.tell(told)
     return np.array(values)
 
 
 def final_regret(
-    algo: str, function: str, seed: int, trials: int = 64, batch: int = 8, dim: int | None = None
+    algo: str,
+    function: str,
+    seed: int,
+    trials: int = 64,
+    batch: int = 8,
+    dim: int | None = None,
+    noise: float = 0.0,
 ) -> float:
-    """Best value found minus the known optimum."""
-    values = evaluations(algo, function, seed, trials, batch, dim)
+    """Best noiseless value among the trials minus the known optimum (under ``noise`` the
+    algorithm only ever sees noisy values)."""
+    values = evaluations(algo, function, seed, trials, batch, dim, noise)
     optimum = FUNCTIONS[function].optimum
     assert optimum is not None
     return float(values[:, 0].min() - optimum)
