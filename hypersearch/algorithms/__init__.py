@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from hypersearch.algorithms import (  # noqa: F401  (registers them)
+    astar,
     ga,
     pso,
     random_search,
+    rf,
     tpe,
 )
 from hypersearch.algorithms.base import (

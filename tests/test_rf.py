@@ -1,0 +1,203 @@
+"""Random-forest (SMAC-style) optimizer: behaviour specific to rf (the shared suite covers the
+common contract: bounds, determinism, resume, failures)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from hypersearch.algorithms import Observation, create
+from hypersearch.algorithms.rf import (
+    FAILED_MARGIN,
+    RandomForest,
+    fit_forest,
+    impute_failed,
+    predict_mean_var,
+)
+from hypersearch.errors import ExperimentError
+from hypersearch.objectives.synthetic import zdt1
+from hypersearch.space import SearchSpace
+from hypersearch.testing import final_regret
+
+SPACE = SearchSpace.from_dict({f"x{i}": {"type": "float", "low": 0, "high": 1} for i in range(4)})
+
+
+def sphere(x: np.ndarray) -> float:
+    return float(np.sum((x - 0.3) ** 2))
+
+
+def drive(algo: RandomForest, trials: int, batch: int) -> list[np.ndarray]:
+    asked: list[np.ndarray] = []
+    while len(asked) < trials:
+        points = algo.ask(min(batch, trials - len(asked)))
+        assert points
+        algo.tell([Observation(x, (sphere(x),)) for x in points])
+        asked += points
+    return asked
+
+
+def test_defaults_tie_the_initial_design_to_the_dimension() -> None:
+    assert create("rf", SPACE, 1, seed=0).initial == 2 * 4 + 2
+    wide = SearchSpace.from_dict(
+        {f"x{i}": {"type": "float", "low": 0, "high": 1} for i in range(20)}
+    )
+    algo = create("rf", wide, 1, seed=0)
+    assert algo.initial == 16  # capped: a quarter of a 64-trial run
+    assert algo.options.random_fraction == 0.2
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"initial": -1}, r"^algorithm\.rf\.initial: input should be greater than or equal to 0"),
+        ({"random_fraction": 1.5}, r"^algorithm\.rf\.random_fraction: input should be less"),
+        ({"n_estimators": 1}, r"^algorithm\.rf\.n_estimators: input should be greater"),
+        ({"n_candidate": 10}, r"^algorithm\.rf\.n_candidate"),
+    ],
+)
+def test_options_are_validated_with_one_line_errors(options: dict, message: str) -> None:
+    with pytest.raises(ExperimentError, match=message) as err:
+        create("rf", SPACE, 1, seed=0, options=options)
+    assert "\n" not in str(err.value)
+
+
+def test_initial_design_is_sobol_then_the_model_takes_over() -> None:
+    algo = create("rf", SPACE, 1, seed=0, options={"random_fraction": 0.0})
+    points = drive(algo, 40, 4)
+    np.testing.assert_allclose(np.array(points[:10]), algo._sobol, rtol=0, atol=1e-12)
+    initial = np.array([sphere(x) for x in points[:10]])
+    model = np.array([sphere(x) for x in points[-10:]])
+    assert np.median(model) < 0.5 * np.median(initial), (np.median(model), np.median(initial))
+
+
+def test_a_batch_is_distinct_and_spread_out() -> None:
+    algo = create("rf", SPACE, 1, seed=0, options={"random_fraction": 0.0})
+    drive(algo, 24, 4)
+    batch = np.array(algo.ask(8))
+    distances = [np.linalg.norm(a - b) for i, a in enumerate(batch) for b in batch[i + 1 :]]
+    assert min(distances) > 1e-3, min(distances)
+
+
+def test_points_in_flight_are_never_asked_again() -> None:
+    """Nine configurations in all: asked one by one with nothing told, each comes once."""
+    space = SearchSpace.from_dict(
+        {
+            "a": {"type": "categorical", "choices": ["p", "q", "r"]},
+            "b": {"type": "int", "low": 1, "high": 3},
+        }
+    )
+    algo = create("rf", space, 1, seed=0, options={"initial": 2, "random_fraction": 0.0})
+    first = algo.ask(4)
+    algo.tell([Observation(x, (float(x.sum()),)) for x in first[:2]])  # two in flight
+    algo.pending([space.encode({"a": "r", "b": 3})])  # a resumed run's trial in flight
+    later = [algo.ask(1)[0] for _ in range(6)]
+    keys = {x.tobytes() for x in first + later} | {space.encode({"a": "r", "b": 3}).tobytes()}
+    assert len(keys) == 9
+
+
+def test_failed_trials_are_imputed_just_above_the_worst() -> None:
+    costs = np.array([1.0, 3.0, np.nan, 2.0, np.nan])
+    failed = np.isnan(costs)
+    out = impute_failed(costs, failed)
+    assert np.all(np.isfinite(out))
+    assert np.all(out[failed] > 3.0) and np.all(out[failed] <= 3.0 + FAILED_MARGIN * 2.0)
+    np.testing.assert_array_equal(out[~failed], costs[~failed])
+    assert np.all(impute_failed(costs, np.ones(5, bool)) == 0.0)  # nothing succeeded
+
+
+def test_huge_and_failed_losses_keep_the_model_finite() -> None:
+    algo = create("rf", SPACE, 1, seed=0, options={"initial": 4, "random_fraction": 0.0})
+    points = algo.ask(8)
+    bad = [None, (1e300,), (float("nan"),), (1.0,), (2.0,), None, (float("inf"),), (0.5,)]
+    algo.tell([Observation(x, b) for x, b in zip(points, bad, strict=True)])
+    costs, failed = algo._costs(np.random.default_rng(0))
+    assert failed.sum() == 4
+    assert np.all(np.isfinite(impute_failed(costs, failed)))
+    assert all(np.all(np.isfinite(x)) for x in algo.ask(4))
+
+
+def test_multi_objective_draws_new_weights_and_spreads_along_the_front() -> None:
+    space = SearchSpace.from_dict(
+        {f"x{i}": {"type": "float", "low": 0, "high": 1} for i in range(6)}
+    )
+    algo = create("rf", space, 2, seed=0)
+    points: list[np.ndarray] = []
+    while len(points) < 64:
+        batch = algo.ask(8)
+        algo.tell([Observation(x, zdt1(x)) for x in batch])
+        points += batch
+    orders = {tuple(np.argsort(algo._costs(np.random.default_rng(s))[0])[:5]) for s in range(10)}
+    assert len(orders) > 1  # different weights, different best points
+    late = np.array([x[0] for x in points[32:]])  # f1 = x0: where on the front
+    assert late.min() < 0.3 and late.max() > 0.7
+
+
+def test_the_forest_predicts_its_targets_with_positive_variance() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.random((200, 3))
+    y = np.sin(6 * X[:, 0]) + X[:, 1] ** 2
+    model = fit_forest(X, y, seed=1)
+    mean, var = predict_mean_var(model, X)
+    assert np.all(var > 0)
+    assert np.mean(np.abs(mean - y)) < 0.25 * np.std(y)
+    assert np.corrcoef(mean, y)[0, 1] > 0.95
+    far_mean, _ = predict_mean_var(model, rng.random((200, 3)))
+    again, _ = predict_mean_var(fit_forest(X, y, seed=1), X)
+    np.testing.assert_array_equal(mean, again)  # seeded: reproducible
+    assert np.all(np.isfinite(far_mean))
+
+
+def test_ask_time_with_many_observations_is_measured() -> None:
+    """Not asserted (tests never assert times): printed with ``-s`` for the record."""
+    space = SearchSpace.from_dict(
+        {f"x{i}": {"type": "float", "low": 0, "high": 1} for i in range(6)}
+    )
+    rng = np.random.default_rng(0)
+    for n in (100, 500):
+        algo = create("rf", space, 1, seed=0, options={"random_fraction": 0.0})
+        algo.tell([Observation(x, (sphere(x),)) for x in rng.random((n, 6))])
+        start = time.perf_counter()
+        points = algo.ask(1)
+        print(f"rf ask(1) after {n} observations: {time.perf_counter() - start:.3f} s")
+        assert len(points) == 1
+
+
+# Quality (see tests/test_pso.py for the method): median final regret after 64 trials in
+# batches of 8, rf against random search on the same seeds.
+QUALITY_SEEDS = {
+    "hartmann6": range(16),
+    "rosenbrock": range(24),
+    "ackley": range(16),
+    "hartmann6-noisy": range(24),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "function", "dim", "noise"),
+    [
+        ("hartmann6", "hartmann6", None, 0.0),
+        ("rosenbrock", "rosenbrock", 4, 0.0),
+        ("ackley", "ackley", 5, 0.0),
+        ("hartmann6-noisy", "hartmann6", None, 0.3),
+    ],
+)
+def test_rf_beats_random_search(case: str, function: str, dim: int | None, noise: float) -> None:
+    """Median final regret after 64 trials in batches of 8 (noisy: told value + N(0, 0.3^2)).
+
+    Measured (defaults; rf over 40 seeds, random over 60; regret median, IQR):
+    hartmann6 rf 0.55 (0.34-0.82) vs random 1.46 (0.98-1.77);
+    rosenbrock-4 rf 568 (262-1210) vs random 1640 (735-2720);
+    ackley-5 rf 14.7 (12.8-16.2) vs random 17.9 (17.2-18.7);
+    noisy hartmann6 rf 0.81 (0.46-1.09) vs random 1.46 (0.98-1.77).
+    Bootstrap (100k resamples) of this median comparison: false-failure rate 2e-5 (hartmann6,
+    16 seeds), 3e-5 (ackley, 16), 7e-4 (noisy hartmann6, 24), 4e-3 (rosenbrock, 24: the
+    distributions overlap most). About 5e-3 per run in all: a deliberate trade against CI time
+    (an rf run takes ~1.2 s; 1e-4 on rosenbrock would need ~60 seeds).
+    """
+    seeds = QUALITY_SEEDS[case]
+    rand = [final_regret("random", function, s, 64, 8, dim, noise) for s in seeds]
+    rf = [final_regret("rf", function, s, 64, 8, dim, noise) for s in seeds]
+    assert np.median(rf) < np.median(rand), (np.median(rf), np.median(rand))
