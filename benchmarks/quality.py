@@ -18,7 +18,12 @@ import numpy as np
 from hypersearch.algorithms import available
 from hypersearch.testing import final_hypervolume, final_regret
 
-PROBLEMS = [("hartmann6", None), ("rosenbrock", 4), ("ackley", 5)]
+PROBLEMS = [
+    ("hartmann6", None, 0.0),
+    ("rosenbrock", 4, 0.0),
+    ("ackley", 5, 0.0),
+    ("hartmann6", None, 0.3),
+]
 ZDT1 = ("zdt1", 6, (1.1, 11.0))
 
 
@@ -28,7 +33,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument(
-        "--algos", default=",".join(a for a in ("ga", "pso", "tpe", "random") if a in available())
+        "--algos",
+        default=",".join(
+            a for a in ("ga", "pso", "rf", "astar", "tpe", "random") if a in available()
+        ),
     )
     args = parser.parse_args()
     algos = args.algos.split(",")
@@ -40,9 +48,9 @@ def main() -> None:
     )
     print("| function | " + " | ".join(algos) + " |")
     print("|---|" + "---|" * len(algos))
-    for function, dim in PROBLEMS:
+    for function, dim, noise in PROBLEMS:
         regrets = {
-            a: [final_regret(a, function, s, args.trials, args.batch, dim) for s in seeds]
+            a: [final_regret(a, function, s, args.trials, args.batch, dim, noise) for s in seeds]
             for a in algos
         }
         base = np.median(regrets["random"]) if "random" in regrets else None
@@ -51,7 +59,9 @@ def main() -> None:
             q1, med, q3 = np.percentile(regrets[algo], [25, 50, 75])
             ratio = f", ×{med / base:.2f}" if base else ""
             cells.append(f"{med:.3g} [{q1:.3g}, {q3:.3g}]{ratio}")
-        label = f"{function}" + (f" ({dim}-D)" if dim else "")
+        label = (
+            f"{function}" + (f" ({dim}-D)" if dim else "") + (f", noise {noise}" if noise else "")
+        )
         print(f"| {label} | " + " | ".join(cells) + " |")
     function, dim, reference = ZDT1
     volumes = {
