@@ -7,8 +7,11 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,3 +65,23 @@ def survivors(pids: list[int], timeout: float = 3.0) -> list[int]:
         time.sleep(0.05)
         alive = [pid for pid in alive if not process_gone(pid)]
     return alive
+
+
+def sphere(x: np.ndarray) -> float:
+    """A smooth test loss with its minimum at 0.3 in every coordinate."""
+    return float(np.sum((x - 0.3) ** 2))
+
+
+def drive(
+    algo: Any, trials: int, batch: int, f: Callable[[np.ndarray], float] = sphere
+) -> list[np.ndarray]:
+    """Ask in batches and tell every point at once, as the engine does; every point asked."""
+    from hypersearch.algorithms import Observation
+
+    asked: list[np.ndarray] = []
+    while len(asked) < trials:
+        points = algo.ask(min(batch, trials - len(asked)))
+        assert points, "ask() returned nothing with nothing in flight"
+        algo.tell([Observation(x, (f(x),)) for x in points])
+        asked += points
+    return asked

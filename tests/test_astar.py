@@ -10,22 +10,9 @@ from hypersearch.algorithms.astar import AStar, Node
 from hypersearch.errors import ExperimentError
 from hypersearch.space import SearchSpace
 from hypersearch.testing import final_regret
+from tests.conftest import drive, sphere
 
 SPACE = SearchSpace.from_dict({f"x{i}": {"type": "float", "low": 0, "high": 1} for i in range(4)})
-
-
-def sphere(x: np.ndarray) -> float:
-    return float(np.sum((x - 0.3) ** 2))
-
-
-def drive(algo: AStar, trials: int, batch: int, f=sphere) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
-    asked: list[np.ndarray] = []
-    while len(asked) < trials:
-        points = algo.ask(batch)
-        assert points
-        algo.tell([Observation(x, (f(x),)) for x in points])
-        asked += points
-    return asked
 
 
 def tree(algo: AStar) -> Node:

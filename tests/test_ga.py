@@ -25,26 +25,13 @@ from hypersearch.experiment import parse_experiment
 from hypersearch.pareto import front_mask
 from hypersearch.space import SearchSpace
 from hypersearch.testing import final_hypervolume, final_regret
+from tests.conftest import drive, sphere
 
 
 def cube(dim: int) -> SearchSpace:
     return SearchSpace.from_dict(
         {f"x{i}": {"type": "float", "low": 0, "high": 1} for i in range(dim)}
     )
-
-
-def sphere(x: np.ndarray) -> float:
-    return float(np.sum((x - 0.3) ** 2))
-
-
-def drive(algo, trials: int, batch: int, f=sphere) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
-    asked: list[np.ndarray] = []
-    while len(asked) < trials:
-        points = algo.ask(min(batch, trials - len(asked)))
-        assert points
-        algo.tell([Observation(x, (f(x),)) for x in points])
-        asked += points
-    return asked
 
 
 def test_defaults_and_options_from_the_experiment() -> None:

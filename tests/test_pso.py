@@ -8,27 +8,13 @@ import numpy as np
 import pytest
 
 from hypersearch.algorithms import Observation, create
-from hypersearch.algorithms.pso import PSO
 from hypersearch.errors import ExperimentError
 from hypersearch.objectives.synthetic import zdt1
 from hypersearch.space import SearchSpace
 from hypersearch.testing import final_hypervolume, final_regret
+from tests.conftest import drive, sphere
 
 SPACE = SearchSpace.from_dict({f"x{i}": {"type": "float", "low": 0, "high": 1} for i in range(4)})
-
-
-def sphere(x: np.ndarray) -> float:
-    return float(np.sum((x - 0.3) ** 2))
-
-
-def drive(algo: PSO, trials: int, batch: int, f=sphere) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
-    asked: list[np.ndarray] = []
-    while len(asked) < trials:
-        points = algo.ask(batch)
-        assert points
-        algo.tell([Observation(x, (f(x),)) for x in points])
-        asked += points
-    return asked
 
 
 def test_defaults_follow_clerc_kennedy_and_the_dimension() -> None:
