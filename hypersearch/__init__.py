@@ -3,6 +3,8 @@
     >>> import hypersearch
     >>> result = hypersearch.run("searchspaces/branin.yaml", algo="tpe")  # doctest: +SKIP
     >>> result.summary["best"]  # doctest: +SKIP
+    >>> trials, front = hypersearch.load_run(result.run_dir)  # doctest: +SKIP
+    >>> table = hypersearch.compare("searchspaces/branin.yaml", seeds=5)  # doctest: +SKIP
 
 Names are imported lazily so that worker processes stay light.
 """
@@ -20,6 +22,9 @@ _EXPORTS = {
     "SearchSpace": "hypersearch.space",
     "run": "hypersearch.engine",
     "RunResult": "hypersearch.engine",
+    "compare": "hypersearch.comparison",
+    "load_run": "hypersearch.results",
+    "RunData": "hypersearch.results",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,4 +1,4 @@
-"""The ``hypersearch`` command line: run, algos, validate.
+"""The ``hypersearch`` command line: run, compare, report, algos, validate.
 
 Exit codes: 0 success; 2 bad input (one ``error:`` line on stderr naming the field); 1 a run that
 could not finish; 130 interrupted after saving (resume with ``--resume RUN_DIR``).
@@ -17,6 +17,13 @@ from rich.table import Table
 from hypersearch.errors import HypersearchError, UserInputError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _stdout() -> Console:
+    """The console for tables: as wide as the terminal, or wide enough for whole tables when the
+    output goes to a file or a pipe (rich would otherwise assume 80 columns)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
 
 
 def _experiment_path(given: str | None, err: Console) -> Path:
@@ -96,7 +103,7 @@ def run(
     """Tune EXPERIMENT (default ./hypersearch.yaml, else the packaged default)."""
     from hypersearch.engine import run as run_experiment
     from hypersearch.report import RunProgress, print_run_end
-    from hypersearch.store import opened
+    from hypersearch.results import load_run
 
     err = Console(stderr=True)
     if resume is not None:
@@ -144,9 +151,134 @@ def run(
     if as_json:
         click.echo(json.dumps(result.summary, indent=2, default=str))
     else:
-        with opened(result.run_dir) as store:
-            print_run_end(Console(), store, result.summary, result.interrupted)
+        print_run_end(_stdout(), load_run(result.run_dir), result.interrupted)
     return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
+
+
+@cli.command()
+@click.argument("experiment", required=False)
+@click.option(
+    "--algos",
+    "algo_names",
+    metavar="A,B,…",
+    help="Algorithms to compare, comma-separated (default: all; see `hypersearch algos`).",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    help="Seeds per algorithm, the same for every algorithm (paired); default 3.",
+)
+@click.option("--trials", type=click.IntRange(min=1), help="Trial budget of each run.")
+@click.option("--parallel", type=click.IntRange(min=1), help="Trials in flight at once.")
+@click.option("--target", type=float, help="Target score (default: random search's median).")
+@click.option("--out", help="Folder for the compare folder (default: runs).")
+@click.option("--name", help="Experiment name (overrides the file).")
+@click.option(
+    "--resume",
+    "resume",
+    type=click.Path(file_okay=False),
+    help="Continue the compare in this compare folder (needs no EXPERIMENT).",
+)
+@click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    type=click.Choice(["inline", "local", "ray"]),
+    help="Where trials run (one executor serves every run).",
+)
+@click.option("--gpus", metavar="IDS", help="GPUs for the local executor, e.g. 0,2, or 'none'.")
+@click.option(
+    "--trials-per-gpu",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Trials sharing one GPU at a time.",
+)
+@click.option("--ray-address", metavar="ADDR", help="With --executor ray: the Ray cluster.")
+def compare(
+    experiment: str | None,
+    algo_names: str | None,
+    seeds: int | None,
+    trials: int | None,
+    parallel: int | None,
+    target: float | None,
+    out: str | None,
+    name: str | None,
+    resume: str | None,
+    executor: str,
+    gpus: str | None,
+    trials_per_gpu: int,
+    ray_address: str | None,
+) -> int:
+    """Run every algorithm × seed on EXPERIMENT and print the results table."""
+    from hypersearch.comparison import compare as run_compare
+    from hypersearch.devices import parse_gpus
+    from hypersearch.executors import check_executor
+    from hypersearch.report import CompareLines, print_compare_end
+
+    err = Console(stderr=True)
+    if resume is not None:
+        if experiment is not None:
+            raise UserInputError(
+                "--resume: continues from the compare folder's own experiment.yaml; "
+                "give no EXPERIMENT"
+            )
+        given = {
+            "--algos": algo_names,
+            "--seeds": seeds,
+            "--trials": trials,
+            "--parallel": parallel,
+            "--target": target,
+            "--out": out,
+            "--name": name,
+        }
+        for flag, value in given.items():
+            if value is not None:
+                raise UserInputError(
+                    f"{flag}: a resumed compare keeps its own (got {value!r} with --resume)"
+                )
+    check_executor(executor, ray_address)
+    if executor != "local" and (gpus is not None or trials_per_gpu != 1):
+        flag = "--gpus" if gpus is not None else "--trials-per-gpu"
+        raise UserInputError(f"{flag}: only used with --executor local (got {executor!r})")
+    names = None
+    if algo_names is not None:
+        from hypersearch.algorithms import get_algorithm
+
+        names = [a.strip() for a in algo_names.split(",") if a.strip()]
+        if not names:
+            raise UserInputError(f"--algos: no algorithm named (got {algo_names!r})")
+        for algo in names:
+            get_algorithm(algo)
+    path = None if resume is not None else _experiment_path(experiment, err)
+    table = run_compare(
+        path,
+        algos=names,
+        seeds=seeds or 3,
+        trials=trials,
+        parallel=parallel,
+        out=out or "runs",
+        name=name,
+        resume=resume,
+        executor=executor,
+        target=target,
+        ray_address=ray_address,
+        gpus=None if gpus is None else parse_gpus(gpus),
+        trials_per_gpu=trials_per_gpu,
+        progress=CompareLines(err),
+    )
+    print_compare_end(_stdout(), Path(table.attrs["compare_dir"]), table.attrs["interrupted"])
+    return EXIT_INTERRUPTED if table.attrs["interrupted"] else EXIT_OK
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+def report(folder: str) -> int:
+    """Rebuild the tables and plots of a run or compare FOLDER from what it stored."""
+    from hypersearch.report import report as make_report
+
+    make_report(Path(folder), _stdout())
+    return EXIT_OK
 
 
 @cli.command()

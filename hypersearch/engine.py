@@ -249,16 +249,7 @@ def run(
     )
     try:
         exp = store.experiment
-        previous = _previous_times(store.run_dir)
-        clock = _Clock(*previous)
-        algorithm = algorithms.create(
-            store.algo,
-            exp.space,
-            len(exp.objectives),
-            seed=store.seed,
-            options=exp.algorithm.get(store.algo),
-        )
-        store.export(clock.wall, clock.overhead)
+        store.export(*_previous_times(store.run_dir))  # summary.json exists from the start
         pool = make_executor(
             executor,
             exp.objective,
@@ -270,17 +261,35 @@ def run(
             gpus=gpus,
             trials_per_gpu=trials_per_gpu,
         )
-        interrupted = False
-        watcher = progress(store) if progress is not None else None
-        with pool, _sigterm_as_interrupt(), watcher or contextlib.nullcontext():
-            try:
-                optimize(store, algorithm, pool, clock, watcher)
-            except KeyboardInterrupt:
-                interrupted = True
-        summary = store.export(clock.wall, clock.overhead)
-        return RunResult(store.run_dir, summary, interrupted)
+        with pool:
+            return drive(store, pool, progress)
     finally:
         store.close()
+
+
+def drive(
+    store: RunStore, pool: Executor, progress: Callable[[RunStore], Progress] | None = None
+) -> RunResult:
+    """Run an opened store's trials on ``pool`` (which may serve several runs in turn, as in
+    ``compare``) until its budget is spent or Ctrl-C / SIGTERM interrupts it."""
+    exp = store.experiment
+    clock = _Clock(*_previous_times(store.run_dir))
+    algorithm = algorithms.create(
+        store.algo,
+        exp.space,
+        len(exp.objectives),
+        seed=store.seed,
+        options=exp.algorithm.get(store.algo),
+    )
+    interrupted = False
+    watcher = progress(store) if progress is not None else None
+    with sigterm_as_interrupt(), watcher or contextlib.nullcontext():
+        try:
+            optimize(store, algorithm, pool, clock, watcher)
+        except KeyboardInterrupt:
+            interrupted = True
+    summary = store.export(clock.wall, clock.overhead)
+    return RunResult(store.run_dir, summary, interrupted)
 
 
 def _created(
@@ -330,7 +339,7 @@ def _previous_times(run_dir: Path) -> tuple[float, float]:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM like Ctrl-C, so a terminated run saves its state the same way."""
     if threading.current_thread() is not threading.main_thread():
         yield

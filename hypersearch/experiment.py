@@ -127,6 +127,9 @@ class Experiment(StrictModel):
     params: dict[str, Param] = {}
     budget: Budget = Budget()
     algorithm: dict[str, dict[str, Any]] = {}
+    # Hypervolume reference point, in each objective's own units (default: derived from the
+    # observed values; see pareto.py).
+    reference_point: dict[str, Annotated[float, Field(allow_inf_nan=False)]] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -177,6 +180,8 @@ class Experiment(StrictModel):
                 )
         if self.objective.trainer is not None:
             self._check_trainer()
+        if self.reference_point is not None:
+            self._check_reference_point()
         for name in self.params:
             if name in RESERVED_COLUMNS:
                 raise ExperimentError(
@@ -189,6 +194,25 @@ class Experiment(StrictModel):
         for algo, options in self.algorithm.items():
             validate_options(algo, options, field=f"algorithm.{algo}")
         return self
+
+    def _check_reference_point(self) -> None:
+        assert self.reference_point is not None
+        if len(self.objectives) < 2:
+            raise ExperimentError(
+                "reference_point", "only used with two or more objectives (hypervolume)"
+            )
+        for metric in self.reference_point:
+            if metric not in self.objectives:
+                raise ExperimentError(
+                    f"reference_point.{metric}",
+                    f"not an objective (objectives: {', '.join(self.objectives)})",
+                )
+        missing = [m for m in self.objectives if m not in self.reference_point]
+        if missing:
+            raise ExperimentError(
+                "reference_point",
+                f"needs a value for every objective (missing: {', '.join(missing)})",
+            )
 
     def _check_trainer(self) -> None:
         """Parameters must name tunable settings; objectives must be metrics it reports."""

@@ -1,10 +1,14 @@
-"""What a person sees: live progress during a run and the table of best trials after it."""
+"""What a person sees: live progress during a run, the best trials after it, and the results
+table of a comparison (terminal and Markdown)."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -16,6 +20,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from hypersearch import pareto
+from hypersearch.results import COMPLETE, RunData
+from hypersearch.stats import Results
 from hypersearch.store import RunStore, TrialRecord
 
 
@@ -90,17 +97,20 @@ class RunProgress:
         )
 
 
-def best_trials_table(store: RunStore, limit: int = 5) -> Table:
+def best_trials_table(run: RunData, limit: int = 5) -> Table:
     """The Pareto front (several objectives) or the ``limit`` best trials (one objective)."""
-    objectives = store.experiment.objectives
-    multi = len(objectives) > 1
-    if multi:
-        rows = store.front()[:20]
-        title = f"Pareto front ({len(store.front())} trials)"
+    objectives = run.objectives
+    finished = run.finished
+    complete = finished[finished["state"] == COMPLETE]
+    losses = pareto.to_losses(complete[list(objectives)].to_numpy(dtype=float), run.directions)
+    order = np.lexsort((complete["number"].to_numpy(), *losses.T[::-1])) if len(losses) else []
+    ranked = complete.iloc[order]
+    if len(objectives) > 1:
+        front = ranked[ranked["pareto_rank"] == 1]
+        rows, title = front.head(20), f"Pareto front ({len(front)} trials)"
     else:
-        complete = [r for r in store.finished() if r.state == "COMPLETE"]
-        rows = sorted(complete, key=lambda r: (store.losses(r), r.number))[:limit]
-        title = f"Best {len(rows)} of {len(store.finished())} trials"
+        rows = ranked.head(limit)
+        title = f"Best {len(rows)} of {len(finished)} trials"
     table = Table(title=title, title_justify="left")
     # Objective values never shrink; parameters give way first on a narrow terminal.
     table.add_column("#", justify="right", no_wrap=True)
@@ -111,24 +121,23 @@ def best_trials_table(store: RunStore, limit: int = 5) -> Table:
             style="bold",
             no_wrap=True,
         )
-    for name in store.experiment.params:
+    for name in run.experiment.params:
         table.add_column(name, justify="right", overflow="ellipsis")
     table.add_column("s", justify="right", no_wrap=True)
-    for record in rows:
-        seconds = "" if record.duration_s is None else f"{record.duration_s:.2f}"
+    for _, row in rows.iterrows():
+        seconds = "" if pd.isna(row["duration_s"]) else f"{row['duration_s']:.2f}"
         table.add_row(
-            str(record.number),
-            *(_num(record.metrics[m]) for m in objectives),
-            *(_num(record.params[p], 3) for p in store.experiment.params),
+            str(row["number"]),
+            *(_num(row[m]) for m in objectives),
+            *(_num(row[p], 3) for p in run.experiment.params),
             seconds,
         )
     return table
 
 
-def print_run_end(
-    console: Console, store: RunStore, summary: dict[str, Any], interrupted: bool
-) -> None:
-    console.print(best_trials_table(store))
+def print_run_end(console: Console, run: RunData, interrupted: bool) -> None:
+    summary = run.summary
+    console.print(best_trials_table(run))
     hv = summary.get("hypervolume")
     console.print(
         f"{summary['complete']} complete, {summary['failed']} failed of "
@@ -138,10 +147,250 @@ def print_run_end(
         highlight=False,
         soft_wrap=True,
     )
-    console.print(f"run folder: {summary['run_dir']}", highlight=False, soft_wrap=True)
-    if interrupted or summary["trials"] < summary["budget"]:
+    console.print(f"run folder: {run.run_dir}", highlight=False, soft_wrap=True)
+    if interrupted or not run.done:
         console.print(
-            f"interrupted; continue with: hypersearch run --resume {summary['run_dir']}",
+            f"interrupted; continue with: hypersearch run --resume {run.run_dir}",
             highlight=False,
             soft_wrap=True,
         )
+
+
+# -- comparisons ---------------------------------------------------------------------------------
+
+# Which way is better for each column of the results table: -1 lower, +1 higher, 0 by the score.
+_BETTER = {
+    "auc": 0,
+    "trials_to_target": -1,
+    "hypervolume_median": 1,
+    "failed": -1,
+    "wall_s": -1,
+    "overhead_ms_per_trial": -1,
+    "mean_rank": -1,
+}
+
+
+def _best_in(table: pd.DataFrame, column: str, better: int) -> set[int]:
+    values = pd.to_numeric(table[column], errors="coerce")
+    finite = values[np.isfinite(values)]
+    if finite.empty or better == 0:
+        return set()
+    target = finite.min() if better < 0 else finite.max()
+    return set(finite.index[finite == target])
+
+
+def results_rich_table(results: Results) -> Table:
+    """The results table for a terminal; each column's best value in bold green."""
+    table, notes = results.table, results.notes
+    score_better = -1 if notes["score_direction"] == "minimize" else 1
+    primary_better = -1 if notes["primary_direction"] == "minimize" else 1
+    better = {**_BETTER, "auc": score_better, "best_median": primary_better}
+    best = {
+        column: _best_in(table, column, way) for column, way in better.items() if column in table
+    }
+    multi = "hypervolume_median" in table
+    out = Table(
+        title=f"{notes['experiment']}: {notes['runs_finished']}/{notes['runs_planned']} runs, "
+        f"{notes['trials']} trials each",
+        title_justify="left",
+    )
+    primary = f"{notes['primary']} ({'min' if primary_better < 0 else 'max'})"
+    columns = [
+        ("algo", "algo"),
+        ("best_median", f"best {primary}\nmedian [IQR]"),
+        ("best_mean", "mean ± std"),
+        ("auc", f"AUC\n{notes['score']}"),
+        ("trials_to_target", "trials to\ntarget"),
+    ]
+    if multi:
+        columns.append(("hypervolume_median", "hypervolume\nmedian"))
+    columns += [
+        ("failed", "failed"),
+        ("wall_s", "wall s"),
+        ("overhead_ms_per_trial", "overhead\nms/trial"),
+        ("mean_rank", "mean\nrank"),
+        ("vs_random", "vs random\n(p)"),
+        ("vs_best", "vs best\n(p)"),
+    ]
+    for key, header in columns:
+        out.add_column(header, justify="left" if key == "algo" else "right", no_wrap=True)
+    for i, row in table.iterrows():
+        cells = []
+        for key, _ in columns:
+            text = _cell(row, key, notes["trials"])
+            cells.append(f"[bold green]{text}[/]" if i in best.get(key, ()) else text)
+        out.add_row(*cells)
+    return out
+
+
+def _cell(row: pd.Series, key: str, trials: int) -> str:
+    if key == "best_median":
+        return (
+            f"{_num(row['best_median'], 4)} [{_num(row['best_q1'], 4)}, {_num(row['best_q3'], 4)}]"
+        )
+    if key == "best_mean":
+        return f"{_num(row['best_mean'], 4)} ± {_num(row['best_std'], 3)}"
+    if key == "trials_to_target":
+        value = row["trials_to_target"]
+        shown = f">{trials}" if value == float("inf") else _num(value, 4)
+        return f"{shown} ({row['reached_target']})"
+    if key in ("vs_random", "vs_best"):
+        p = row[f"p_vs_{key[3:]}"]
+        return row[key] if pd.isna(p) else f"{row[key]} ({p:.3g})"
+    if key in ("failed", "algo"):
+        return str(row[key])
+    return _num(row[key], 4)
+
+
+def describe(results: Results) -> list[str]:
+    """What the columns mean, for results.md and the terminal."""
+    notes = results.notes
+    score = notes["score"]
+    way = "lower" if notes["score_direction"] == "minimize" else "higher"
+    what = "hypervolume of all objectives" if score == "hypervolume" else f"best {score}"
+    seeds = notes["seeds"]
+    lines = [
+        f"Score for ranks, tests, AUC and target: {what} ({way} is better).",
+        f"best_*: the best {notes['primary']} a run found; median, quartiles, mean ± std "
+        "over seeds.",
+        "auc: area under the best-so-far curve divided by the trials (the mean best-so-far "
+        "score); before a run's first success it counts as the worst score seen.",
+        f"trials_to_target: median trials until the best so far reached {_num(notes['target'], 6)} "
+        f"({notes['target_source']}); reached_target: runs that did.",
+        "p_vs_random, p_vs_best: paired Wilcoxon signed-rank test (SciPy, two-sided) on the "
+        f"final score over {seeds} shared seeds; significant below {notes['alpha']}, no "
+        f"correction for multiple comparisons. With {seeds} seeds the smallest possible p is "
+        f"{_num(notes['smallest_possible_p'], 3)}.",
+        "wall_s: median wall time of a run; overhead_ms_per_trial: the engine's own time (ask, "
+        "tell, storage) per trial, median over runs; failed: failed trials over all seeds.",
+    ]
+    if notes.get("reference_point"):
+        ref = ", ".join(f"{m}={_num(v, 6)}" for m, v in notes["reference_point"].items())
+        lines.append(f"Hypervolume reference point (shared by every run): {ref}.")
+    return lines
+
+
+def results_markdown(results: Results, plots: list[Path]) -> str:
+    notes = results.notes
+    table = results.table.to_markdown(index=False, floatfmt=".4g") if len(results.table) else ""
+    head = [
+        f"# Comparison on `{notes['experiment']}`",
+        "",
+        f"{', '.join(notes['algos'])}; seeds {notes['planned_seeds']} shared by every algorithm; "
+        f"{notes['trials']} trials per run; {notes['runs_finished']} of {notes['runs_planned']} "
+        f"runs finished. Best algorithm (lowest mean rank): **{notes['best_algo']}**.",
+        "",
+        table or "_No run has finished yet._",
+        "",
+        *(f"- {line}" for line in describe(results)),
+        "",
+    ]
+    head += [f"![{path.stem.replace('_', ' ')}]({path.name})" for path in plots]
+    return "\n".join(head) + "\n"
+
+
+class CompareLines:
+    """A line as each run of a compare starts and ends (on stderr; each run's trials are quiet)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def run_started(self, index: int, total: int, algo: str, seed: int) -> None:
+        self.console.print(f"[{index}/{total}] {algo} seed {seed} …", highlight=False, markup=False)
+
+    def run_finished(self, index: int, total: int, result: Any) -> None:
+        summary = result.summary
+        best = summary.get("best") or {}
+        metrics = best.get("metrics") or {}
+        primary = next(iter(summary.get("objectives") or {}), None)
+        shown = f"{primary}={_num(metrics.get(primary))}" if primary in metrics else "no success"
+        hv = summary.get("hypervolume")
+        self.console.print(
+            f"[{index}/{total}] {summary['algo']} seed {summary['seed']}: best {shown}"
+            + (f", hypervolume {hv:.6g}" if hv is not None else "")
+            + f", {summary['failed']} failed, {summary['wall_seconds']:.1f}s"
+            + (" (interrupted)" if result.interrupted else ""),
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+def print_results(console: Console, results: Results, folder: Path, plots: list[Path]) -> None:
+    console.print(results_rich_table(results))
+    for line in describe(results):
+        console.print(f"· {line}", highlight=False, markup=False, soft_wrap=True)
+    console.print(
+        f"compare folder: {folder} (results.csv, results.md"
+        + "".join(f", {p.name}" for p in plots)
+        + ")",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+def print_compare_end(console: Console, folder: Path, interrupted: bool) -> None:
+    from hypersearch.comparison import open_compare, results
+
+    compare = open_compare(folder)
+    outcome = results(compare)
+    plots = sorted(folder.glob("*.png"))
+    print_results(console, outcome, folder, plots)
+    if interrupted or outcome.notes["runs_finished"] < outcome.notes["runs_planned"]:
+        console.print(
+            f"interrupted; continue with: hypersearch compare --resume {folder}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+def report(path: Path, console: Console) -> None:
+    """``hypersearch report``: rebuild a run's or a compare's tables and plots from its files
+    (works while it is still running: it reads only the atomically rewritten exports)."""
+    from hypersearch import plots
+    from hypersearch.comparison import is_compare_dir, open_compare, write_results
+    from hypersearch.errors import UserInputError
+    from hypersearch.results import is_run_dir, load_run
+
+    if is_compare_dir(path):
+        compare = open_compare(path)
+        outcome = write_results(compare)
+        print_results(console, outcome, path, sorted(path.glob("*.png")))
+        left = outcome.notes["runs_planned"] - outcome.notes["runs_finished"]
+        if left:
+            console.print(
+                f"{left} runs not finished; continue with: hypersearch compare --resume {path}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+        return
+    if not is_run_dir(path):
+        raise UserInputError(
+            f"FOLDER: {path} is neither a run folder (run.json) nor a compare folder (compare.json)"
+        )
+    run = load_run(path)
+    written = plots.run_plots(run)
+    if run.summary.get("complete") is None:
+        console.print(f"{path}: no trial has finished yet", highlight=False, markup=False)
+        return
+    console.print(best_trials_table(run))
+    state = (
+        "finished"
+        if run.done
+        else (
+            f"in progress or interrupted: {run.finished_count}/{run.experiment.budget.trials} "
+            f"finished, {run.running_count} running"
+        )
+    )
+    console.print(f"{run.algo} seed {run.seed}: {state}", highlight=False, markup=False)
+    console.print(
+        f"run folder: {path} (trials.csv, pareto.csv, summary.json"
+        + "".join(f", {p.name}" for p in written)
+        + ")",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )

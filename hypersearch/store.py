@@ -241,7 +241,10 @@ class RunStore:
         complete = [r for r in self.records.values() if r.state == COMPLETE]
         if not complete:
             return 0.0
-        return pareto.hypervolume(np.array([self.losses(r) for r in complete]))
+        reference = pareto.given_reference(
+            self.experiment.reference_point, self.experiment.objectives
+        )
+        return pareto.hypervolume(np.array([self.losses(r) for r in complete]), reference)
 
     # -- exports ---------------------------------------------------------------------------------
 

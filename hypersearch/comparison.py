@@ -1,0 +1,330 @@
+"""``hypersearch compare``: every algorithm × seed on one experiment, then the results table.
+
+The runs are ordinary run folders inside one compare folder, named ``<name>-<algo>-s<seed>``,
+run seed by seed (so a compare cut short holds complete seeds to pair) on one executor that
+serves them in turn: its workers, and the GPUs they hold, are shared by every run. Seeds are the
+same for every algorithm, which pairs the comparison (same seeds, same noise on the objective).
+A compare is resumed like a run: finished runs are kept, a cut-off run is resumed, the rest run.
+
+Compare folder: ``experiment.yaml``, ``compare.json`` (algorithms, seeds, target), the run
+folders, ``logs/``, ``results.csv``, ``results.md`` and the plots (PNG).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hypersearch import algorithms, pareto
+from hypersearch.engine import Progress, RunResult, drive, sigterm_as_interrupt
+from hypersearch.errors import RunFolderError, UserInputError
+from hypersearch.executors import Executor, check_executor, make_executor
+from hypersearch.experiment import Experiment, load_experiment
+from hypersearch.objectives.base import build_objective
+from hypersearch.results import RunData, load_run
+from hypersearch.stats import Results, RunScore, best_so_far, results_table
+from hypersearch.store import RunStore
+
+MANIFEST = "compare.json"
+
+
+@dataclass
+class CompareFolder:
+    """A compare folder's plan: the experiment, algorithms and seeds."""
+
+    path: Path
+    experiment: Experiment
+    algos: list[str]
+    seeds: list[int]
+    target: float | None = None
+
+    def run_dir(self, algo: str, seed: int) -> Path:
+        return self.path / f"{self.experiment.name}-{algo}-s{seed}"
+
+    def planned(self) -> list[tuple[str, int]]:
+        """(algorithm, seed) in the order they run: seed by seed."""
+        return [(algo, seed) for seed in self.seeds for algo in self.algos]
+
+    def runs(self) -> list[RunData]:
+        """The planned runs that have a folder (finished or not)."""
+        return [load_run(d) for a, s in self.planned() if (d := self.run_dir(a, s)).is_dir()]
+
+
+def is_compare_dir(path: str | Path) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def open_compare(path: str | Path) -> CompareFolder:
+    path = Path(path)
+    if not is_compare_dir(path):
+        raise RunFolderError(f"{path} is not a hypersearch compare folder (no {MANIFEST})")
+    manifest = json.loads((path / MANIFEST).read_text())
+    return CompareFolder(
+        path,
+        load_experiment(path / "experiment.yaml"),
+        list(manifest["algos"]),
+        [int(s) for s in manifest["seeds"]],
+        manifest.get("target"),
+    )
+
+
+def create_compare(
+    experiment: Experiment,
+    algos: Sequence[str],
+    seeds: Sequence[int],
+    out: Path,
+    target: float | None,
+) -> CompareFolder:
+    """A new compare folder, built under a hidden name and renamed into place."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = f"compare-{experiment.name}-{stamp}"
+    path = next(
+        (
+            p
+            for i in range(1, 1000)
+            if not (p := out / (base if i == 1 else f"{base}-{i}")).exists()
+        ),
+        None,
+    )
+    if path is None:
+        raise UserInputError(f"--out: too many compares named {base} in {out}")
+    staging = path.with_name(f".{path.name}.creating")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    (staging / "experiment.yaml").write_text(experiment.to_yaml())
+    manifest = {
+        "algos": list(algos),
+        "seeds": list(seeds),
+        "target": target,
+        "created": dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    os.replace(staging, path)
+    return CompareFolder(path, experiment, list(algos), list(seeds), target)
+
+
+class CompareProgress:
+    """Told when each run of a compare starts and ends (the CLI prints a line per run)."""
+
+    def run_started(self, index: int, total: int, algo: str, seed: int) -> None: ...
+    def run_finished(self, index: int, total: int, result: RunResult) -> None: ...
+
+
+def compare(
+    experiment: Experiment | str | Path | None = None,
+    *,
+    algos: Sequence[str] | None = None,
+    seeds: int = 3,
+    trials: int | None = None,
+    parallel: int | None = None,
+    out: str | Path = "runs",
+    name: str | None = None,
+    resume: str | Path | None = None,
+    executor: str = "local",
+    target: float | None = None,
+    ray_address: str | None = None,
+    gpus: list[str] | None = None,
+    trials_per_gpu: int = 1,
+    progress: CompareProgress | None = None,
+    run_progress: Callable[[RunStore], Progress] | None = None,
+) -> pd.DataFrame:
+    """Run every algorithm (default: all registered) with ``seeds`` shared seeds and return the
+    results table (one row per algorithm; see ``stats.results_table``). The compare folder is
+    ``result.attrs["compare_dir"]``; ``attrs["interrupted"]`` says whether Ctrl-C cut it short
+    (then continue with ``resume=``).
+
+    >>> table = compare("searchspaces/branin.yaml", seeds=5, trials=30)  # doctest: +SKIP
+    """
+    check_executor(executor, ray_address)
+    if resume is not None:
+        folder = open_compare(resume)
+    else:
+        folder = _new_compare(experiment, algos, seeds, trials, parallel, Path(out), name, target)
+    exp = folder.experiment
+    build_objective(exp.objective).check()
+    pool = make_executor(
+        executor,
+        exp.objective,
+        exp.budget.parallel,
+        log_dir=folder.path / "logs",
+        ray_address=ray_address,
+        cpus_per_trial=exp.budget.cpus_per_trial,
+        gpus_per_trial=exp.budget.gpus_per_trial,
+        gpus=gpus,
+        trials_per_gpu=trials_per_gpu,
+    )
+    plan = folder.planned()
+    try:
+        with pool, sigterm_as_interrupt():
+            interrupted = _run_plan(folder, plan, pool, progress, run_progress)
+    except KeyboardInterrupt:  # between two runs: every finished run is saved already
+        interrupted = True
+    outcome = write_results(folder)
+    table = outcome.table
+    table.attrs |= {"compare_dir": str(folder.path), "interrupted": interrupted, **outcome.notes}
+    return table
+
+
+def _run_plan(
+    folder: CompareFolder,
+    plan: list[tuple[str, int]],
+    pool: Executor,
+    progress: CompareProgress | None,
+    run_progress: Callable[[RunStore], Progress] | None,
+) -> bool:
+    """Run what is left of the plan; returns whether a run was interrupted."""
+    exp = folder.experiment
+    for index, (algo, seed) in enumerate(plan, start=1):
+        run_dir = folder.run_dir(algo, seed)
+        if run_dir.is_dir() and load_run(run_dir).done:
+            continue
+        if progress is not None:
+            progress.run_started(index, len(plan), algo, seed)
+        store = (
+            RunStore.open(run_dir)
+            if run_dir.is_dir()
+            else RunStore.create(run_dir, exp.with_overrides(seed=seed), algo, seed)
+        )
+        try:
+            if not (run_dir / "summary.json").exists():
+                store.export(0.0, 0.0)  # the folder reads as a run from the start
+            result = drive(store, pool, run_progress)
+        finally:
+            store.close()
+        if progress is not None:
+            progress.run_finished(index, len(plan), result)
+        if result.interrupted:
+            return True
+    return False
+
+
+def _new_compare(
+    experiment: Experiment | str | Path | None,
+    algos: Sequence[str] | None,
+    seeds: int,
+    trials: int | None,
+    parallel: int | None,
+    out: Path,
+    name: str | None,
+    target: float | None,
+) -> CompareFolder:
+    if experiment is None:
+        raise UserInputError("no experiment given")
+    names = list(algos) if algos else list(algorithms.available())
+    for algo in names:
+        algorithms.get_algorithm(algo)
+    if len(set(names)) != len(names):
+        raise UserInputError(f"--algos: an algorithm is named twice ({', '.join(names)})")
+    if seeds < 1:
+        raise UserInputError(f"--seeds: must be at least 1 (got {seeds})")
+    exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
+    exp = exp.with_overrides(trials=trials, parallel=parallel, name=name)
+    build_objective(exp.objective).check()
+    return create_compare(exp, names, [exp.seed + i for i in range(seeds)], out, target)
+
+
+# -- results -------------------------------------------------------------------------------------
+
+
+def scores(
+    folder: CompareFolder, runs: Sequence[RunData]
+) -> tuple[list[RunScore], np.ndarray | None]:
+    """One score per finished run, and the hypervolume reference point they share (several
+    objectives: the experiment's, or derived from every finished run's trials together)."""
+    exp = folder.experiment
+    done = [run for run in runs if run.done]
+    multi = len(exp.objectives) > 1
+    reference = None
+    if multi:
+        reference = pareto.given_reference(exp.reference_point, exp.objectives)
+        if reference is None:
+            pooled = np.vstack([run.losses() for run in done]) if done else np.zeros((0, 2))
+            pooled = pooled[np.all(np.isfinite(pooled), axis=1)]
+            reference = pareto.reference_point(pooled) if len(pooled) else None
+    scored = []
+    for run in done:
+        losses = run.losses()
+        if multi:
+            curve = (
+                -pareto.hypervolume_curve(losses, reference)
+                if reference is not None
+                else np.full(len(losses), np.nan)
+            )
+            hv: float | None = float(-curve[-1]) if len(curve) else 0.0
+        else:
+            curve, hv = best_so_far(losses[:, 0]), None
+        primary = losses[:, 0]
+        best = float(np.nanmin(primary)) if np.isfinite(primary).any() else None
+        sign = -1.0 if exp.directions[0] == "maximize" else 1.0
+        trials = max(run.finished_count, 1)
+        scored.append(
+            RunScore(
+                algo=run.algo,
+                seed=run.seed,
+                curve=curve,
+                best=None if best is None else sign * best,
+                hypervolume=hv,
+                failed=int((run.finished["state"] == "FAIL").sum()),
+                wall_seconds=float(run.summary.get("wall_seconds") or 0.0),
+                overhead_per_trial=float(run.summary.get("overhead_seconds") or 0.0) / trials,
+            )
+        )
+    return scored, reference
+
+
+def results(folder: CompareFolder, runs: Sequence[RunData] | None = None) -> Results:
+    """The results table of a compare folder, from its finished runs."""
+    exp = folder.experiment
+    runs = folder.runs() if runs is None else runs
+    scored, reference = scores(folder, runs)
+    multi = len(exp.objectives) > 1
+    primary, direction = next(iter(exp.objectives.items()))
+    primary_sign = -1.0 if direction == "maximize" else 1.0
+    outcome = results_table(
+        scored,
+        score_name="hypervolume" if multi else primary,
+        score_sign=-1.0 if multi else primary_sign,
+        primary_sign=primary_sign,
+        target=folder.target,
+        multi=multi,
+    )
+    outcome.notes.update(
+        {
+            "experiment": exp.name,
+            "primary": primary,
+            "objectives": dict(exp.objectives),
+            "algos": folder.algos,
+            "planned_seeds": folder.seeds,
+            "trials": exp.budget.trials,
+            "runs_finished": len(scored),
+            "runs_planned": len(folder.planned()),
+            "reference_point": None if reference is None else _natural(reference, exp),
+        }
+    )
+    return outcome
+
+
+def _natural(reference: np.ndarray, exp: Experiment) -> dict[str, float]:
+    signs = [-1.0 if d == "maximize" else 1.0 for d in exp.directions]
+    return {m: float(v * s) for m, v, s in zip(exp.objectives, reference, signs, strict=True)}
+
+
+def write_results(folder: CompareFolder) -> Results:
+    """Write ``results.csv``, ``results.md`` and the comparison plots; returns the results."""
+    from hypersearch import plots
+    from hypersearch.report import results_markdown
+
+    runs = folder.runs()
+    outcome = results(folder, runs)
+    outcome.table.to_csv(folder.path / "results.csv", index=False)
+    written = plots.compare_plots(folder, runs, outcome)
+    (folder.path / "results.md").write_text(results_markdown(outcome, written))
+    return outcome

@@ -1,0 +1,137 @@
+"""Reading what runs stored: a run folder's exports as pandas DataFrames.
+
+Reads only the exports (``summary.json``, ``trials.csv``, ``pareto.csv``), which a run rewrites
+atomically after every finished trial: reading never touches the study or its lock, so it works
+on a run still in progress and on runs whose study lives in an external ``--storage``.
+
+    >>> trials, front = hypersearch.load_run("runs/branin-tpe-s0-20261126-101500")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hypersearch import pareto
+from hypersearch.errors import RunFolderError
+from hypersearch.experiment import Experiment, load_experiment
+
+COMPLETE, FAIL = "COMPLETE", "FAIL"
+
+
+@dataclass
+class RunData:
+    """A run as stored. Unpacks as ``trials, front``.
+
+    ``trials``: ``trials.csv`` (every trial, RUNNING ones of a live run too) plus ``pareto_rank``
+    (non-dominated sorting of the complete trials: 1 is the front); ``front``: ``pareto.csv``.
+    """
+
+    run_dir: Path
+    experiment: Experiment
+    summary: dict[str, Any]
+    trials: pd.DataFrame
+    front: pd.DataFrame
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        yield self.trials
+        yield self.front
+
+    @property
+    def algo(self) -> str:
+        return str(self.summary["algo"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.summary["seed"])
+
+    @property
+    def objectives(self) -> dict[str, str]:
+        return dict(self.experiment.objectives)
+
+    @property
+    def directions(self) -> list[str]:
+        return list(self.experiment.directions)
+
+    @property
+    def done(self) -> bool:
+        """Whether the run spent its whole budget (nothing left to run or resume)."""
+        return self.finished_count >= self.experiment.budget.trials and not self.running_count
+
+    @property
+    def finished(self) -> pd.DataFrame:
+        """Finished trials (COMPLETE or FAIL) in trial-number order."""
+        return self.trials[self.trials["state"].isin([COMPLETE, FAIL])].sort_values("number")
+
+    @property
+    def finished_count(self) -> int:
+        return len(self.finished)
+
+    @property
+    def running_count(self) -> int:
+        return int((self.trials["state"] == "RUNNING").sum())
+
+    def losses(self) -> np.ndarray:
+        """(finished trials × objectives) as losses, in trial-number order; NaN rows failed."""
+        finished = self.finished
+        values = finished[list(self.objectives)].to_numpy(dtype=float, copy=True)
+        values[(finished["state"] != COMPLETE).to_numpy()] = np.nan
+        return pareto.to_losses(values, list(self.objectives.values()))
+
+
+def is_run_dir(path: str | Path) -> bool:
+    return (Path(path) / "run.json").is_file()
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """A run folder's trials (with Pareto ranks), front, summary and experiment."""
+    run_dir = Path(run_dir)
+    if not is_run_dir(run_dir):
+        raise RunFolderError(f"{run_dir} is not a hypersearch run folder (no run.json)")
+    experiment = load_experiment(run_dir / "experiment.yaml")
+    summary = _read_json(run_dir / "summary.json")
+    trials = _read_csv(run_dir / "trials.csv")
+    front = _read_csv(run_dir / "pareto.csv")
+    if trials is None:  # created, but killed before its first export
+        columns = ["number", "state", *experiment.params, *experiment.objectives]
+        trials = pd.DataFrame(columns=[*columns, "duration_s", "error"])
+    if front is None:
+        front = trials.iloc[0:0][["number", *experiment.params, *experiment.objectives]]
+    trials = _with_ranks(trials, experiment)
+    if summary is None:
+        manifest = _read_json(run_dir / "run.json") or {}
+        summary = {"algo": manifest.get("algo"), "seed": manifest.get("seed"), "trials": 0}
+    return RunData(run_dir, experiment, summary, trials, front)
+
+
+def _with_ranks(trials: pd.DataFrame, experiment: Experiment) -> pd.DataFrame:
+    trials = trials.copy()
+    complete = (trials["state"] == COMPLETE).to_numpy()
+    objectives = list(experiment.objectives)
+    losses = pareto.to_losses(
+        trials.loc[complete, objectives].to_numpy(dtype=float), list(experiment.directions)
+    )
+    rank = pd.Series(pd.NA, index=trials.index, dtype="Int64")
+    rank[complete] = pareto.ranks(losses)
+    trials["pareto_rank"] = rank
+    return trials
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    try:
+        return pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
