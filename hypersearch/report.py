@@ -147,7 +147,11 @@ def print_run_end(console: Console, run: RunData, interrupted: bool) -> None:
         highlight=False,
         soft_wrap=True,
     )
-    console.print(f"run folder: {run.run_dir}", highlight=False, soft_wrap=True)
+    console.print(
+        f"run folder: {run.run_dir} (plots: hypersearch report {run.run_dir})",
+        highlight=False,
+        soft_wrap=True,
+    )
     if interrupted or not run.done:
         console.print(
             f"interrupted; continue with: hypersearch run --resume {run.run_dir}",

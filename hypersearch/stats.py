@@ -127,8 +127,10 @@ def results_table(
     seen = np.concatenate([run.curve for run in runs]) if runs else np.zeros(0)
     seen = seen[np.isfinite(seen)]
     fill = float(seen.max()) if len(seen) else float("nan")  # the worst score seen anywhere
+    # A run without a successful trial ranks just below the worst success seen.
+    no_success = float(np.nextafter(fill, np.inf)) if np.isfinite(fill) else 0.0
     finals = pd.DataFrame(
-        [{"seed": r.seed, "algo": r.algo, "final": _or(r.final, fill)} for r in runs],
+        [{"seed": r.seed, "algo": r.algo, "final": _or(r.final, no_success)} for r in runs],
         columns=["seed", "algo", "final"],
     )
     finals = finals.pivot(index="seed", columns="algo", values="final").reindex(columns=algos)
