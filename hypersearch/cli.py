@@ -83,6 +83,14 @@ def cli() -> None:
 @click.option(
     "--storage", help="SQLAlchemy URL for the Optuna study (default: study.db in the run folder)."
 )
+@click.option(
+    "--population",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Train compatible built-in-trainer trials together as one stacked model "
+    "(auto: for ga, pso and random).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON, nothing else.")
 def run(
     experiment: str | None,
@@ -98,6 +106,7 @@ def run(
     trials_per_gpu: int,
     ray_address: str | None,
     storage: str | None,
+    population: str,
     as_json: bool,
 ) -> int:
     """Tune EXPERIMENT (default ./hypersearch.yaml, else the packaged default)."""
@@ -147,6 +156,7 @@ def run(
         gpus=None if gpus is None else parse_gpus(gpus),
         trials_per_gpu=trials_per_gpu,
         progress=None if as_json else (lambda store: RunProgress(store, err)),
+        population=population,
     )
     if as_json:
         click.echo(json.dumps(result.summary, indent=2, default=str))
@@ -195,6 +205,14 @@ def run(
     help="Trials sharing one GPU at a time.",
 )
 @click.option("--ray-address", metavar="ADDR", help="With --executor ray: the Ray cluster.")
+@click.option(
+    "--population",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Train compatible built-in-trainer trials together as one stacked model "
+    "(auto: for ga, pso and random).",
+)
 def compare(
     experiment: str | None,
     algo_names: str | None,
@@ -209,6 +227,7 @@ def compare(
     gpus: str | None,
     trials_per_gpu: int,
     ray_address: str | None,
+    population: str,
 ) -> int:
     """Run every algorithm × seed on EXPERIMENT and print the results table."""
     from hypersearch.comparison import compare as run_compare
@@ -266,6 +285,7 @@ def compare(
         gpus=None if gpus is None else parse_gpus(gpus),
         trials_per_gpu=trials_per_gpu,
         progress=CompareLines(err),
+        population=population,
     )
     print_compare_end(_stdout(), Path(table.attrs["compare_dir"]), table.attrs["interrupted"])
     return EXIT_INTERRUPTED if table.attrs["interrupted"] else EXIT_OK

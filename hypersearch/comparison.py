@@ -135,6 +135,7 @@ def compare(
     trials_per_gpu: int = 1,
     progress: CompareProgress | None = None,
     run_progress: Callable[[RunStore], Progress] | None = None,
+    population: str = "auto",
 ) -> pd.DataFrame:
     """Run every algorithm (default: all registered) with ``seeds`` shared seeds and return the
     results table (one row per algorithm; see ``stats.results_table``). The compare folder is
@@ -164,7 +165,7 @@ def compare(
     plan = folder.planned()
     try:
         with pool, sigterm_as_interrupt():
-            interrupted = _run_plan(folder, plan, pool, progress, run_progress)
+            interrupted = _run_plan(folder, plan, pool, progress, run_progress, population)
     except KeyboardInterrupt:  # between two runs: every finished run is saved already
         interrupted = True
     outcome = write_results(folder)
@@ -179,6 +180,7 @@ def _run_plan(
     pool: Executor,
     progress: CompareProgress | None,
     run_progress: Callable[[RunStore], Progress] | None,
+    population: str = "auto",
 ) -> bool:
     """Run what is left of the plan; returns whether a run was interrupted."""
     exp = folder.experiment
@@ -196,7 +198,7 @@ def _run_plan(
         try:
             if not (run_dir / "summary.json").exists():
                 store.export(0.0, 0.0)  # the folder reads as a run from the start
-            result = drive(store, pool, run_progress)
+            result = drive(store, pool, run_progress, population)
         finally:
             store.close()
         if progress is not None:

@@ -32,7 +32,7 @@ from hypersearch.executors import (
     check_executor,
     make_executor,
 )
-from hypersearch.executors.base import COMPLETE, FAIL
+from hypersearch.executors.base import COMPLETE, FAIL, PopulationRequest
 from hypersearch.experiment import RESERVED_COLUMNS, Experiment, load_experiment
 from hypersearch.objectives.base import build_objective, check_objectives, trial_seed
 from hypersearch.store import INFO_ATTR, RunStore, TrialRecord
@@ -81,6 +81,7 @@ def optimize(
     executor: Executor,
     clock: _Clock,
     progress: Progress | None = None,
+    population: int = 1,
 ) -> None:
     """Run trials until the budget of finished trials is reached.
 
@@ -88,6 +89,10 @@ def optimize(
     a kill cut off (run again under their number), trials retried with half the batch after an
     out-of-memory error (same number), and one retry of a trial whose worker was lost (a new
     number, linked to the original).
+
+    With ``population`` > 1 (built-in trainer), up to that many compatible trials share a slot
+    as one population, trained together as a stacked model; a population that runs out of
+    memory is split in two and both halves are dispatched again.
     """
     experiment = store.experiment
     space, budget = experiment.space, experiment.budget.trials
@@ -96,12 +101,14 @@ def optimize(
         _Queued(r.number, r.params, space.encode(r.params)) for r in store.running()
     )
     algorithm.pending([item.x for item in queue])
-    in_flight: dict[int, tuple[_Queued, TrialRequest]] = {}
+    in_flight: dict[int, tuple[list[_Queued], TrialRequest]] = {}  # handle -> its trial(s)
     ladders: dict[int, list[int]] = {}  # batch sizes that ran out of memory, per trial
+    split: dict[int, list[int]] = {}  # population sizes that ran out of memory, per trial
     n_finished = store.counted()
+    key = _population_key(experiment) if population > 1 else None
 
-    def dispatch(item: _Queued) -> None:
-        request = TrialRequest(
+    def request_for(item: _Queued) -> TrialRequest:
+        return TrialRequest(
             item.number,
             item.config,
             trial_seed(store.seed, item.number),
@@ -109,19 +116,27 @@ def optimize(
             experiment.budget.trial_timeout,
             item.overrides,
         )
+
+    def dispatch(group: list[_Queued]) -> None:
+        requests = [request_for(item) for item in group]
+        request = requests[0] if len(requests) == 1 else PopulationRequest.of(requests)
         executor.submit(request)
-        in_flight[item.number] = (item, request)
+        in_flight[request.number] = (group, request)
 
     while True:
         slots = executor.free_slots()
-        while slots > 0 and queue:
-            dispatch(queue.popleft())
-            slots -= 1
-        wanted = min(slots, budget - n_finished - len(in_flight) - len(queue))
-        if wanted > 0:
-            for x in algorithm.ask(wanted)[:wanted]:
-                config = space.decode(x)
-                dispatch(_Queued(store.start_trial(config), config, x))
+        if slots > 0:
+            running = sum(len(group) for group, _ in in_flight.values())
+            left = budget - n_finished - running - len(queue)
+            wanted = min(slots * population - len(queue), left)
+            if wanted > 0:
+                for x in algorithm.ask(wanted)[:wanted]:
+                    config = space.decode(x)
+                    queue.append(_Queued(store.start_trial(config), config, x))
+            for group in _groups(list(queue), slots, population, key):
+                for item in group:
+                    queue.remove(item)
+                dispatch(group)
         if not in_flight:
             if n_finished >= budget:
                 return
@@ -132,40 +147,87 @@ def optimize(
         results = executor.poll(POLL_SECONDS)
         clock.waiting += time.perf_counter() - waited
         observations = []
-        for result in results:
-            item, request = in_flight.pop(result.number)
-            smaller = _smaller_batch(result, request, experiment)
-            if smaller is not None:  # out of memory: same trial, half the batch
-                ladders.setdefault(item.number, []).append(request_batch(request, experiment))
-                queue.appendleft(dataclasses.replace(item, overrides=smaller))
-                continue
-            if result.reason == "oom" and experiment.objective.trainer is not None:
-                ladder = [*ladders.get(item.number, []), request_batch(request, experiment)]
-                ladders[item.number] = ladder
-                result = dataclasses.replace(
-                    result, error=f"{result.error} (batch sizes tried: {ladder})"
-                )
-            extra: dict[str, Any] = {}
-            if item.number in ladders:
-                extra["oom_ladder"] = ladders.pop(item.number)
-            if item.retry_of is not None:
-                extra["retry_of"] = item.retry_of
-            elif result.reason == "worker_lost":  # retried once; the retry takes its budget place
-                extra["retried_as"] = store.start_trial(item.config)
-                queue.append(
-                    _Queued(extra["retried_as"], item.config, item.x, retry_of=item.number)
-                )
-            record = store.finish_trial(_checked(result, experiment), **extra)
-            observations.append(Observation(item.x, store.losses(record)))
-            n_finished += not record.superseded
-            if progress is not None:
-                progress.trial_finished(record, store)
+        for outcome in results:
+            group, sent = in_flight.pop(outcome.number)
+            if isinstance(sent, PopulationRequest) and not outcome.members:
+                if outcome.reason == "oom":  # too big for the device: two halves, again
+                    half = (len(group) + 1) // 2
+                    for item in reversed(group):
+                        split.setdefault(item.number, []).append(len(group))
+                        queue.appendleft(dataclasses.replace(item, cap=half))
+                    continue
+                member_results = [
+                    dataclasses.replace(outcome, number=item.number) for item in group
+                ]
+            else:
+                member_results = list(outcome.members) or [outcome]
+            requests = list(sent.members) if isinstance(sent, PopulationRequest) else [sent]
+            for item, result, request in zip(group, member_results, requests, strict=True):
+                smaller = _smaller_batch(result, request, experiment)
+                if smaller is not None:  # out of memory: same trial, half the batch
+                    ladders.setdefault(item.number, []).append(request_batch(request, experiment))
+                    queue.appendleft(dataclasses.replace(item, overrides=smaller))
+                    continue
+                if result.reason == "oom" and experiment.objective.trainer is not None:
+                    ladder = [*ladders.get(item.number, []), request_batch(request, experiment)]
+                    ladders[item.number] = ladder
+                    result = dataclasses.replace(
+                        result, error=f"{result.error} (batch sizes tried: {ladder})"
+                    )
+                extra: dict[str, Any] = {}
+                if item.number in ladders:
+                    extra["oom_ladder"] = ladders.pop(item.number)
+                if item.number in split:
+                    extra["population_oom"] = split.pop(item.number)
+                if len(group) > 1:
+                    extra["population"] = len(group)
+                if item.retry_of is not None:
+                    extra["retry_of"] = item.retry_of
+                elif result.reason == "worker_lost":  # retried once; the retry takes its place
+                    extra["retried_as"] = store.start_trial(item.config)
+                    queue.append(
+                        _Queued(extra["retried_as"], item.config, item.x, retry_of=item.number)
+                    )
+                record = store.finish_trial(_checked(result, experiment), **extra)
+                observations.append(Observation(item.x, store.losses(record)))
+                n_finished += not record.superseded
+                if progress is not None:
+                    progress.trial_finished(record, store)
         if observations:
             algorithm.tell(observations)
             store.export(clock.wall, clock.overhead)
 
 
-@dataclass(frozen=True)
+def _population_key(experiment: Experiment) -> Callable[[_Queued], Any]:
+    """What trials must share to be trained together (the trainer's settings but lr, …)."""
+    from hypersearch.objectives.trainer import TrainerObjective
+    from hypersearch.objectives.trainer.settings import population_key
+
+    assert experiment.objective.trainer is not None
+    trainer = TrainerObjective(experiment.objective.trainer)
+    return lambda item: population_key(trainer.settings(item.config, item.overrides))
+
+
+def _groups(
+    items: list[_Queued], slots: int, population: int, key: Callable[[_Queued], Any] | None
+) -> list[list[_Queued]]:
+    """At most ``slots`` groups of compatible trials to dispatch, in queue order. Trials are
+    spread evenly over the free slots (16 trials, 2 slots: two populations of 8), no group
+    larger than ``population`` or than the cap a split after running out of memory set."""
+    if population == 1 or key is None:
+        return [[item] for item in items[:slots]]
+    by_key: dict[Any, list[_Queued]] = {}
+    for item in items:
+        by_key.setdefault(key(item), []).append(item)
+    even = -(-len(items) // slots)
+    groups = []
+    for members in by_key.values():
+        size = min([population, even, *(i.cap for i in members if i.cap is not None)])
+        groups += [members[i : i + size] for i in range(0, len(members), size)]
+    return sorted(groups, key=lambda g: items.index(g[0]))[:slots]
+
+
+@dataclass(frozen=True, eq=False)  # compared by identity: the same config may be queued twice
 class _Queued:
     """A trial to dispatch: its number, config, unit-cube point and forced settings."""
 
@@ -174,6 +236,7 @@ class _Queued:
     x: np.ndarray
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     retry_of: int | None = None  # the trial whose lost worker this one retries
+    cap: int | None = None  # the largest population it may join (after one ran out of memory)
 
 
 def request_batch(request: TrialRequest, experiment: Experiment) -> int:
@@ -232,6 +295,7 @@ def run(
     gpus: list[str] | None = None,
     trials_per_gpu: int = 1,
     progress: Callable[[RunStore], Progress] | None = None,
+    population: str = "auto",
 ) -> RunResult:
     """Run (or, with ``resume``, continue) an experiment; returns the run folder and summary.
 
@@ -240,8 +304,14 @@ def run(
     ``ray_address`` (with ``executor="ray"``) connects to a Ray cluster instead of starting a
     local Ray instance. ``gpus`` (default: every GPU found) and ``trials_per_gpu`` place the
     local executor's workers: one per GPU slot, or ``parallel`` CPU workers without GPUs.
+    ``population`` (``auto``, ``on``, ``off``): train compatible built-in-trainer trials
+    together as one stacked model (see ``population_size``).
     """
     check_executor(executor, ray_address)
+    if population not in POPULATION_MODES:
+        raise UserInputError(
+            f"--population: must be one of {', '.join(POPULATION_MODES)} (got {population!r})"
+        )
     store = (
         _resumed(Path(resume), algo, trials, parallel)
         if resume is not None
@@ -262,13 +332,16 @@ def run(
             trials_per_gpu=trials_per_gpu,
         )
         with pool:
-            return drive(store, pool, progress)
+            return drive(store, pool, progress, population)
     finally:
         store.close()
 
 
 def drive(
-    store: RunStore, pool: Executor, progress: Callable[[RunStore], Progress] | None = None
+    store: RunStore,
+    pool: Executor,
+    progress: Callable[[RunStore], Progress] | None = None,
+    population: str = "auto",
 ) -> RunResult:
     """Run an opened store's trials on ``pool`` (which may serve several runs in turn, as in
     ``compare``) until its budget is spent or Ctrl-C / SIGTERM interrupts it."""
@@ -285,11 +358,30 @@ def drive(
     watcher = progress(store) if progress is not None else None
     with sigterm_as_interrupt(), watcher or contextlib.nullcontext():
         try:
-            optimize(store, algorithm, pool, clock, watcher)
+            size = population_size(population, exp, algorithm)
+            optimize(store, algorithm, pool, clock, watcher, size)
         except KeyboardInterrupt:
             interrupted = True
     summary = store.export(clock.wall, clock.overhead)
     return RunResult(store.run_dir, summary, interrupted)
+
+
+POPULATION_MODES = ("auto", "on", "off")
+
+
+def population_size(mode: str, experiment: Experiment, algorithm: Algorithm) -> int:
+    """How many trials may share a slot as one population: ``budget.population_size`` for the
+    built-in trainer with ``on``, or with ``auto`` for algorithms that propose whole
+    generations (ga, pso, random); else 1."""
+    if mode not in POPULATION_MODES:
+        raise UserInputError(
+            f"--population: must be one of {', '.join(POPULATION_MODES)} (got {mode!r})"
+        )
+    if mode == "off" or experiment.objective.trainer is None:
+        return 1
+    if mode == "auto" and not algorithm.batch_friendly:
+        return 1
+    return experiment.budget.population_size
 
 
 def _created(

@@ -107,6 +107,8 @@ class Budget(StrictModel):
     trial_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     cpus_per_trial: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
     gpus_per_trial: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    # Most built-in-trainer trials trained together as one population in one slot.
+    population_size: Annotated[int, Field(ge=1)] = 16
 
     @field_validator("cpus_per_trial", "gpus_per_trial")
     @classmethod

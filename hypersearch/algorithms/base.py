@@ -41,6 +41,10 @@ class Algorithm(abc.ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
+    # Proposes whole generations or swarms: asking for many points at once costs it nothing, so
+    # the engine may ask for enough to train populations (model-based methods lose information
+    # with every point proposed before earlier results are in, so they keep this False).
+    batch_friendly: ClassVar[bool] = False
     Options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(self, space: SearchSpace, n_objectives: int, *, seed: int, **options: Any):

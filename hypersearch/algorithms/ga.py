@@ -100,6 +100,7 @@ class _Rank(base.Fitness):
 class GeneticAlgorithm(Algorithm):
     name = "ga"
     description = "Genetic algorithm (DEAP): SBX, polynomial mutation, (μ+λ) / NSGA-II survivors"
+    batch_friendly = True
     Options = GAOptions
 
     def __init__(self, space: SearchSpace, n_objectives: int, *, seed: int, **options: Any):

@@ -101,6 +101,7 @@ def _weights(n: int, m: int, seed: int) -> np.ndarray:
 class PSO(Algorithm):
     name = "pso"
     description = "Particle swarm (pyswarms backend, constriction, asynchronous, star or ring)"
+    batch_friendly = True
     Options = PSOOptions
 
     def __init__(self, space, n_objectives, *, seed, **options):  # type: ignore[no-untyped-def]

@@ -25,6 +25,7 @@ class RandomOptions(StrictModel):
 class RandomSearch(Algorithm):
     name = "random"
     description = "Random search: scrambled Sobol points, then uniform (the baseline)"
+    batch_friendly = True
     Options = RandomOptions
 
     def __init__(self, space, n_objectives, *, seed, **options):  # type: ignore[no-untyped-def]

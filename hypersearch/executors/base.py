@@ -36,6 +36,32 @@ class TrialRequest:
 
 
 @dataclass(frozen=True)
+class PopulationRequest(TrialRequest):
+    """Several trials trained together as one stacked model (the built-in trainer's population
+    training). Executors treat it as one trial: one slot, one timeout (the members' timeouts
+    added up), one result; ``number`` is its first member's number. Its result carries one
+    result per member, or, if the population as a whole failed (timeout, lost worker, out of
+    memory), none: the engine then decides for the members."""
+
+    members: tuple[TrialRequest, ...] = ()
+
+    @classmethod
+    def of(cls, members: list[TrialRequest]) -> PopulationRequest:
+        first = members[0]
+        timeouts = [m.timeout for m in members]
+        timeout = None if None in timeouts else float(sum(t for t in timeouts if t is not None))
+        return cls(
+            first.number,
+            {},
+            first.seed,
+            first.trial_dir.parent,
+            timeout,
+            dict(first.overrides),
+            tuple(members),
+        )
+
+
+@dataclass(frozen=True)
 class TrialResult:
     """What came of a trial. ``reason`` and ``error`` are set for failures."""
 
@@ -47,6 +73,7 @@ class TrialResult:
     duration_s: float = 0.0
     device: str = "cpu"
     traceback: str | None = None
+    members: tuple[TrialResult, ...] = ()  # a population's results, one per member
 
     @classmethod
     def failed(cls, request: TrialRequest, reason: str, error: str, **kw: Any) -> TrialResult:
@@ -56,7 +83,10 @@ class TrialResult:
 def execute(
     objective: Objective, request: TrialRequest, device: str, enforce_timeout: bool = False
 ) -> TrialResult:
-    """Run one trial in this process and turn whatever happens into a ``TrialResult``."""
+    """Run one trial (or population) in this process and turn whatever happens into a
+    ``TrialResult``."""
+    if isinstance(request, PopulationRequest):
+        return _execute_population(objective, request, device, enforce_timeout)
     ctx = TrialContext(
         request.number,
         request.seed,
@@ -89,6 +119,59 @@ def execute(
         )
     return TrialResult(
         request.number, COMPLETE, metrics, duration_s=time.perf_counter() - start, device=device
+    )
+
+
+def _execute_population(
+    objective: Objective, request: PopulationRequest, device: str, enforce_timeout: bool
+) -> TrialResult:
+    """Train the members together; each member's duration is its share of the time."""
+    contexts = [
+        TrialContext(m.number, m.seed, device, m.trial_dir, None, m.overrides)
+        for m in request.members
+    ]
+    start = time.perf_counter()
+    try:
+        with _alarm(request.timeout if enforce_timeout else None):
+            outcomes = objective.evaluate_population([m.config for m in request.members], contexts)
+    except TrialFailure as failure:
+        return TrialResult.failed(
+            request,
+            failure.reason,
+            str(failure),
+            device=device,
+            duration_s=time.perf_counter() - start,
+        )
+    except (Exception, SystemExit) as exc:
+        reason = "oom" if type(exc).__name__ == "OutOfMemoryError" else "exception"
+        return TrialResult.failed(
+            request,
+            reason,
+            f"{type(exc).__name__}: {exc}",
+            device=device,
+            duration_s=time.perf_counter() - start,
+            traceback=traceback.format_exc(limit=-8),
+        )
+    share = (time.perf_counter() - start) / len(request.members)
+    members = []
+    for member, outcome in zip(request.members, outcomes, strict=True):
+        if isinstance(outcome, TrialFailure):
+            members.append(
+                TrialResult.failed(
+                    member, outcome.reason, str(outcome), device=device, duration_s=share
+                )
+            )
+        else:
+            metrics = as_metrics(outcome, "objective")
+            members.append(
+                TrialResult(member.number, COMPLETE, metrics, duration_s=share, device=device)
+            )
+    return TrialResult(
+        request.number,
+        COMPLETE,
+        duration_s=time.perf_counter() - start,
+        device=device,
+        members=tuple(members),
     )
 
 

@@ -40,6 +40,14 @@ class Objective(abc.ABC):
     def evaluate(self, config: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]:
         """Score one config; raise (or :class:`TrialFailure`) to fail the trial."""
 
+    def evaluate_population(
+        self, configs: list[Mapping[str, Any]], contexts: list[TrialContext]
+    ) -> list[dict[str, float] | TrialFailure]:
+        """Score several configs at once (the built-in trainer trains them as one stacked model);
+        a member's failure is returned, not raised. Only objectives that can do better than one
+        at a time override it; the engine groups trials only for those."""
+        raise NotImplementedError(f"{type(self).__name__} does not train populations")
+
     def check(self) -> None:  # noqa: B027  (optional hook)
         """Fail fast in the driver on a broken setup (e.g. an unimportable function)."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hypersearch.errors import TrialFailure
 from hypersearch.objectives.base import Objective, TrialContext
 
 
@@ -40,3 +41,33 @@ class TrainerObjective(Objective):
         )
         device = "cuda" if ctx.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
         return train(settings, data, seed=ctx.seed, device=device, trial_dir=ctx.trial_dir)
+
+    def evaluate_population(
+        self, configs: list[Mapping[str, Any]], contexts: list[TrialContext]
+    ) -> list[dict[str, float] | TrialFailure]:
+        """Train the configs as one stacked model (``population.py``); they must share
+        ``settings.population_key`` (the engine groups them so)."""
+        import torch
+
+        from hypersearch.objectives.trainer.data import load_dataset
+        from hypersearch.objectives.trainer.population import train_population
+
+        members = [
+            self.settings(c, ctx.overrides) for c, ctx in zip(configs, contexts, strict=True)
+        ]
+        first = members[0]
+        data = load_dataset(
+            first.dataset,
+            valid_fraction=first.valid_fraction,
+            split_seed=first.split_seed,
+            max_train=first.max_train,
+            cache_dir=first.cache_dir,
+        )
+        on_gpu = contexts[0].device.startswith("cuda") and torch.cuda.is_available()
+        return train_population(
+            members,
+            data,
+            seeds=[ctx.seed for ctx in contexts],
+            device="cuda" if on_gpu else "cpu",
+            trial_dirs=[ctx.trial_dir for ctx in contexts],
+        )

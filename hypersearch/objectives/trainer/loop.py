@@ -57,16 +57,26 @@ def _autocast(device: torch.device, enabled: bool) -> tuple[Any, torch.amp.GradS
     return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
 
 
+def _loss_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype logits are cast to for the loss: float32, or float64 for a float64 model."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast: Any
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    autocast: Any,
+    *,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a whole split."""
+    """Mean cross-entropy and accuracy over a whole split (``dtype``: the model's)."""
     model.eval()
     loss_sum, correct = 0.0, 0
     for start in range(0, len(x), EVAL_BATCH):
         with autocast:
-            logits = model(x[start : start + EVAL_BATCH]).float()
+            logits = model(x[start : start + EVAL_BATCH]).to(_loss_dtype(dtype))
         target = y[start : start + EVAL_BATCH]
         loss_sum += float(nn.functional.cross_entropy(logits, target, reduction="sum"))
         correct += int((logits.argmax(1) == target).sum())
@@ -74,13 +84,21 @@ def evaluate(
 
 
 def train(
-    settings: TrainerSpec, data: Dataset, *, seed: int, device: str, trial_dir: Path | None = None
+    settings: TrainerSpec,
+    data: Dataset,
+    *,
+    seed: int,
+    device: str,
+    trial_dir: Path | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, float]:
     """Train ``settings.model`` on ``data``; returns the trial's metrics.
 
     Raises ``TrialFailure("non_finite")`` when the loss becomes NaN/inf or exceeds
     ``divergence_factor`` times its first value, and lets torch's out-of-memory error through
-    (the executor retries the trial with a smaller batch).
+    (the executor retries the trial with a smaller batch). ``dtype`` is the model's and the
+    inputs' (float64 lets tests compare trainers tightly); the loss is taken in float32, or in
+    float64 for a float64 model.
     """
     torch.manual_seed(seed % 2**63)
     dev = torch.device(device)
@@ -102,9 +120,9 @@ def train(
         settings.width,
         settings.depth,
         settings.dropout,
-    ).to(dev)
-    x_train, y_train = data.x_train.to(dev), data.y_train.to(dev)
-    x_valid, y_valid = data.x_valid.to(dev), data.y_valid.to(dev)
+    ).to(dev, dtype)
+    x_train, y_train = data.x_train.to(dev, dtype), data.y_train.to(dev)
+    x_valid, y_valid = data.x_valid.to(dev, dtype), data.y_valid.to(dev)
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=settings.lr,
@@ -124,14 +142,15 @@ def train(
     for epoch in range(settings.epochs):
         model.train()
         order = torch.randperm(len(x_train), generator=shuffle).to(dev)
-        loss_sum, seen = torch.zeros((), device=dev), 0  # summed on the device: no per-step sync
+        # summed on the device: no per-step sync
+        loss_sum, seen = torch.zeros((), device=dev, dtype=_loss_dtype(dtype)), 0
         for step in range(steps_per_epoch):
             optimizer.zero_grad(set_to_none=True)
             batch_indices = order[step * micro * accum : (step + 1) * micro * accum]
             for chunk in batch_indices.split(micro):
                 with autocast:
                     loss = nn.functional.cross_entropy(
-                        model(x_train[chunk]).float(), y_train[chunk]
+                        model(x_train[chunk]).to(_loss_dtype(dtype)), y_train[chunk]
                     )
                 scaled = loss * (len(chunk) / len(batch_indices))
                 (scaler.scale(scaled) if scaler else scaled).backward()
@@ -152,7 +171,7 @@ def train(
             if scheduler is not None:
                 scheduler.step()
         train_loss = float(loss_sum) / seen
-        val_loss, val_accuracy = evaluate(model, x_valid, y_valid, autocast)
+        val_loss, val_accuracy = evaluate(model, x_valid, y_valid, autocast, dtype=dtype)
         history.append(
             {
                 "epoch": epoch + 1,

@@ -84,3 +84,13 @@ class TrainerSpec(StrictModel):
                 f"{', '.join(BUILTIN_DATASETS)}, folder:PATH, npz:PATH)",
             )
         return name
+
+
+# Settings each member of a population may have its own value of (the population trainer keeps
+# them as per-member tensors); every other setting must be equal across a population.
+PER_MEMBER = frozenset({"lr", "weight_decay", "momentum", "nesterov"})
+
+
+def population_key(settings: TrainerSpec) -> tuple[tuple[str, object], ...]:
+    """What trials must share to be trained together as one population."""
+    return tuple(sorted((k, v) for k, v in settings.model_dump().items() if k not in PER_MEMBER))
