@@ -6,6 +6,12 @@ Each algorithm is told ``N`` observations of Hartmann-6 (random points), then ti
 same N trials, ask + tell), measured in the same run.
 
     python benchmarks/overhead.py --repeats 5
+
+``--end-to-end`` instead runs the packaged default experiment (cnn on digits, real training in
+worker processes) with ``hypersearch.run`` and reports the engine's own time (ask, tell, the
+study, the exports: ``overhead_seconds`` in summary.json) as a share of the trials' time.
+
+    python benchmarks/overhead.py --end-to-end --trials 16 --repeats 3
 """
 
 from __future__ import annotations
@@ -65,13 +71,47 @@ def time_optuna_tpe(n: int, steps: int) -> float:
     return (time.perf_counter() - started) / steps
 
 
+def end_to_end(algo: str, trials: int, repeats: int) -> None:
+    """Engine overhead as a share of trial time on the packaged default experiment."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    import hypersearch
+    from hypersearch.experiment import default_experiment_path
+
+    path, _ = default_experiment_path()
+    shares, per_trial = [], []
+    for repeat in range(repeats):
+        with tempfile.TemporaryDirectory() as out:
+            result = hypersearch.run(path, algo=algo, trials=trials, seed=repeat, out=out)
+            summary = json.loads((Path(result.run_dir) / "summary.json").read_text())
+            durations = pd.read_csv(Path(result.run_dir) / "trials.csv")["duration_s"].sum()
+        shares.append(summary["overhead_seconds"] / durations)
+        per_trial.append(summary["overhead_seconds"] / summary["trials"])
+    print(
+        f"default experiment, {algo}, {trials} trials, median of {repeats}: engine overhead "
+        f"{statistics.median(per_trial) * 1e3:.1f} ms per trial, "
+        f"{statistics.median(shares) * 100:.2f}% of trial time "
+        f"(runs: {', '.join(f'{s * 100:.2f}%' for s in shares)})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--algos", default=",".join(available()))
+    parser.add_argument("--end-to-end", action="store_true")
+    parser.add_argument("--trials", type=int, default=16)
     args = parser.parse_args()
+    if args.end_to_end:
+        for algo in args.algos.split(","):
+            end_to_end(algo, args.trials, args.repeats)
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     algos = args.algos.split(",")
     started = time.perf_counter()

@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--model", default="mlp", choices=["mlp", "cnn"])
     parser.add_argument("--members", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--processes", type=int, nargs="+", default=[2])
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -142,7 +142,8 @@ def main() -> None:
             for p in args.processes:
                 ways[f"processes-{p}"] = lambda m=members, p=p: processes(m, args.device, p)
         ways["population"] = lambda m=members: population(m, args.device)
-        population(members[:2], args.device)  # warm-up: first-call costs, untimed
+        sequential(members[:2], args.device)  # warm-up: first-call costs, untimed
+        population(members[:2], args.device)
         seconds = {
             name: statistics.median(way() for _ in range(args.repeats))
             for name, way in ways.items()

@@ -64,10 +64,42 @@ class TrainerObjective(Objective):
             cache_dir=first.cache_dir,
         )
         on_gpu = contexts[0].device.startswith("cuda") and torch.cuda.is_available()
-        return train_population(
-            members,
-            data,
-            seeds=[ctx.seed for ctx in contexts],
-            device="cuda" if on_gpu else "cpu",
-            trial_dirs=[ctx.trial_dir for ctx in contexts],
-        )
+        size = _members_that_fit(members[0], len(members)) if on_gpu else len(members)
+        outcomes: list[dict[str, float] | TrialFailure] = []
+        for start in range(0, len(members), size):  # in turn, when not all fit at once
+            outcomes += train_population(
+                members[start : start + size],
+                data,
+                seeds=[ctx.seed for ctx in contexts[start : start + size]],
+                device="cuda" if on_gpu else "cpu",
+                trial_dirs=[ctx.trial_dir for ctx in contexts[start : start + size]],
+            )
+        return outcomes
+
+
+def _members_that_fit(settings: Any, wanted: int, headroom: float = 0.8) -> int:
+    """How many members fit in the GPU's free memory, from a probe: one member trained for one
+    step (and one evaluation) on one batch of data. Its peak is an upper bound per member (the
+    data is shared), so this errs small; if it errs large, the population runs out of memory and
+    the engine splits it."""
+    import torch
+
+    from hypersearch.objectives.trainer.data import load_dataset
+    from hypersearch.objectives.trainer.population import train_population
+
+    batch = settings.batch_size * settings.grad_accum
+    probe = settings.model_copy(update={"epochs": 1, "max_train": batch})
+    data = load_dataset(
+        probe.dataset,
+        valid_fraction=probe.valid_fraction,
+        split_seed=probe.split_seed,
+        max_train=batch,
+        cache_dir=probe.cache_dir,
+    )
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    train_population([probe], data, seeds=[0], device="cuda")
+    per_member = max(torch.cuda.max_memory_allocated() - before, 1)
+    free, _ = torch.cuda.mem_get_info()
+    return max(1, min(wanted, int(headroom * free / per_member)))
