@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 
@@ -78,7 +79,9 @@ def test_diverging_learning_rate_fails_early_as_non_finite(tmp_path: Path) -> No
     assert len(epochs) < 10, "a diverging run must stop early"
 
 
-def trainer_experiment(tmp_path: Path, **trainer: object) -> Path:
+def trainer_experiment(
+    tmp_path: Path, *, trials: int = 3, parallel: int = 1, **trainer: object
+) -> Path:
     body = {"dataset": "digits", "model": "mlp", "width": 16, "epochs": 2, **trainer}
     path = tmp_path / "exp.yaml"
     path.write_text(
@@ -86,9 +89,18 @@ def trainer_experiment(tmp_path: Path, **trainer: object) -> Path:
         f"objective: {{trainer: {json.dumps(body)}}}\n"
         "objectives: {val_loss: minimize}\n"
         "params:\n  lr: {type: float, low: 0.01, high: 0.3, log: true}\n"
-        "budget: {trials: 3, parallel: 1, trial_timeout: 120}\n"
+        f"budget: {{trials: {trials}, parallel: {parallel}, trial_timeout: 120}}\n"
     )
     return path
+
+
+def tiny_dataset(tmp_path: Path) -> str:
+    """A 256-sample, 8-feature npz dataset: it loads without importing scikit-learn (digits
+    does, ~1 s), which matters where every attempt is a fresh worker."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((256, 8)).astype(np.float32)
+    np.savez(tmp_path / "tiny.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
+    return f"npz:{tmp_path / 'tiny.npz'}"
 
 
 @pytest.mark.slow
@@ -102,7 +114,17 @@ def trainer_experiment(tmp_path: Path, **trainer: object) -> Path:
 def test_out_of_memory_ladder_halves_the_batch_down_to_the_floor(
     tmp_path: Path, oom_above: int, state: str, ladder: list[int]
 ) -> None:
-    exp = trainer_experiment(tmp_path, batch_size=64, min_batch_size=16)
+    """Every step is a real retry through the executor, which recycles a worker after an
+    out-of-memory error: the fresh workers' imports (torch, ~1.5 s each) are this test's time,
+    training a fraction of a second. Two trials side by side: each keeps its own ladder."""
+    exp = trainer_experiment(
+        tmp_path,
+        trials=2,
+        parallel=2,
+        dataset=tiny_dataset(tmp_path),
+        batch_size=64,
+        min_batch_size=16,
+    )
     result = run_cli(
         "run",
         str(exp),
@@ -115,7 +137,7 @@ def test_out_of_memory_ladder_halves_the_batch_down_to_the_floor(
     assert result.returncode == 0, result.stderr
     run_dir = next((tmp_path / "runs").iterdir())
     rows = read_rows(run_dir)
-    assert [r["state"] for r in rows] == [state] * 3
+    assert [r["state"] for r in rows] == [state] * 2
     attrs = info(run_dir)
     for row in rows:
         trial = attrs[int(row["number"])]

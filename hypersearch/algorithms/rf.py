@@ -86,9 +86,13 @@ def fit_forest(
 
 
 def predict_mean_var(model: ExtraTreesRegressor, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Predictive mean and variance across the trees (floored at ``VARIANCE_FLOOR``)."""
-    X = np.asarray(X, dtype=float)
-    per_tree = np.stack([tree.predict(X) for tree in model.estimators_])
+    """Predictive mean and variance across the trees (floored at ``VARIANCE_FLOOR``).
+
+    Looks up each tree's leaf values directly: ``tree.predict`` validates its input on every
+    call (~0.1 ms, ~8000 calls in a 64-trial run), half of an rf run's time. Same numbers:
+    float32 is what the trees split on and what that validation converts to."""
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    per_tree = np.stack([tree.tree_.value[tree.tree_.apply(X), 0, 0] for tree in model.estimators_])
     return per_tree.mean(axis=0), np.maximum(per_tree.var(axis=0), VARIANCE_FLOOR)
 
 
