@@ -106,6 +106,7 @@ def optimize(
     split: dict[int, list[int]] = {}  # population sizes that ran out of memory, per trial
     n_finished = store.counted()
     key = _population_key(experiment) if population > 1 else None
+    changed = False  # since the last export
 
     def request_for(item: _Queued) -> TrialRequest:
         return TrialRequest(
@@ -137,6 +138,10 @@ def optimize(
                 for item in group:
                     queue.remove(item)
                 dispatch(group)
+                changed = True
+        if changed:  # the exports show what finished and what now runs
+            store.export(clock.wall, clock.overhead)
+            changed = False
         if not in_flight:
             if n_finished >= budget:
                 return
@@ -195,7 +200,7 @@ def optimize(
                     progress.trial_finished(record, store)
         if observations:
             algorithm.tell(observations)
-            store.export(clock.wall, clock.overhead)
+            changed = True
 
 
 def _population_key(experiment: Experiment) -> Callable[[_Queued], Any]:

@@ -65,7 +65,6 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
-from scipy.stats import rankdata
 
 from hypersearch.algorithms.base import Algorithm, Observation, point_key, register
 from hypersearch.space import CategoricalParam, SearchSpace, StrictModel
@@ -200,6 +199,8 @@ class AStar(Algorithm):
         if not len(v) or self.options.transform == "none":
             return values
         if self.options.transform == "rank":
+            from scipy.stats import rankdata  # here: scipy.stats takes ~0.8 s to import
+
             return [float(r) for r in rankdata(v) / len(v)]
         span = max(float(v.max() - v.min()), 1e-12)
         return [float(x) for x in np.log(v - v.min() + 0.01 * span)]

@@ -28,7 +28,6 @@ from typing import Annotated, Any
 import numpy as np
 from deap import base, tools
 from pydantic import Field, model_validator
-from scipy.stats import qmc
 
 from hypersearch.algorithms.base import Algorithm, Observation, register
 from hypersearch.space import SearchSpace, StrictModel
@@ -190,6 +189,8 @@ class GeneticAlgorithm(Algorithm):
         if self._generation == 0 or r >= _VARIATION_ROUNDS:
             rng = np.random.default_rng([self.seed, self._generation, r])
             if r == 0:  # the initial population: a Latin hypercube spreads it over the cube
+                from scipy.stats import qmc  # lazily: scipy.stats is slow to import
+
                 raw = qmc.LatinHypercube(dim, rng=rng).random(size)
             else:
                 raw = rng.random((size, dim))

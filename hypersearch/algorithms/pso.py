@@ -38,7 +38,6 @@ from unittest import mock
 
 import numpy as np
 from pydantic import Field, model_validator
-from scipy.stats import qmc
 
 from hypersearch.algorithms.base import Algorithm, Observation, point_key, register
 from hypersearch.space import StrictModel, rule_error
@@ -120,6 +119,8 @@ class PSO(Algorithm):
         self._clamp = (-o.velocity_clamp, o.velocity_clamp)
         self._k = min(o.k, self.size)
         # Latin hypercube start (even coverage for small budgets), drawn from our own RNG.
+        from scipy.stats import qmc  # lazily: scipy.stats is slow to import
+
         init = qmc.LatinHypercube(d, rng=self.rng).random(self.size)
         with _global_rng([seed, 0]):
             self.swarm = backend.generators.create_swarm(

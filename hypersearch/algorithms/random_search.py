@@ -11,7 +11,6 @@ from typing import Annotated
 
 import numpy as np
 from pydantic import Field
-from scipy.stats import qmc
 
 from hypersearch.algorithms.base import Algorithm, Observation, point_key, register
 from hypersearch.space import StrictModel
@@ -31,6 +30,8 @@ class RandomSearch(Algorithm):
     def __init__(self, space, n_objectives, *, seed, **options):  # type: ignore[no-untyped-def]
         super().__init__(space, n_objectives, seed=seed, **options)
         n_sobol = self.options.sobol_points
+        from scipy.stats import qmc  # lazily: scipy.stats is slow to import
+
         self._sobol = (
             qmc.Sobol(space.dim, scramble=True, rng=self.rng).random(n_sobol)
             if n_sobol

@@ -45,13 +45,14 @@ and handed the in-flight points, asks exactly what the uninterrupted run would h
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 from pydantic import Field
 from scipy.special import ndtr
-from scipy.stats import qmc
-from sklearn.ensemble import ExtraTreesRegressor
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import ExtraTreesRegressor
 
 from hypersearch.algorithms.base import Algorithm, Observation, point_key, register
 from hypersearch.space import SearchSpace, StrictModel
@@ -73,6 +74,8 @@ def fit_forest(
 ) -> ExtraTreesRegressor:
     """Fit the surrogate: bootstrapped extremely randomized trees (randomized splits like
     SMAC's forest). An integer seed makes it reproducible without global state."""
+    from sklearn.ensemble import ExtraTreesRegressor  # here: scikit-learn takes ~0.5 s to import
+
     model = ExtraTreesRegressor(
         n_estimators=n_estimators,
         bootstrap=True,
@@ -145,6 +148,8 @@ class RandomForest(Algorithm):
         )
         if self.initial:
             m = int(np.ceil(np.log2(self.initial)))
+            from scipy.stats import qmc  # lazily: scipy.stats is slow to import
+
             sobol = qmc.Sobol(d, scramble=True, rng=np.random.default_rng([seed, 1]))
             self._sobol = sobol.random_base2(m)[: self.initial]
         else:
