@@ -121,15 +121,20 @@ class FloatParam(StrictModel):
             return (round((v - self.low) / self.step) + 0.5) / self._n_cells()
         if self.high == self.low:
             return 0.5
-        if self.log:
-            return (math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+        if self._log_span():
+            return (math.log(v) - math.log(self.low)) / self._log_span()
         return (v - self.low) / (self.high - self.low)
+
+    def _log_span(self) -> float:
+        """log(high) - log(low) on a log scale; 0 (use the linear scale) when not log or when
+        the bounds are so close that their logarithms are the same float."""
+        return math.log(self.high) - math.log(self.low) if self.log else 0.0
 
     def decode(self, u: float) -> float:
         if self.step is not None:
             return self._grid(min(int(u * self._n_cells()), self._n_cells() - 1))
-        if self.log:
-            value = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
+        if self._log_span():
+            value = math.exp(math.log(self.low) + u * self._log_span())
         else:
             value = self.low + u * (self.high - self.low)
         return min(max(value, self.low), self.high)
