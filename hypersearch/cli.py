@@ -207,11 +207,11 @@ def run(
 @click.option("--ray-address", metavar="ADDR", help="With --executor ray: the Ray cluster.")
 @click.option(
     "--population",
-    type=click.Choice(["auto", "on", "off"]),
-    default="auto",
+    type=click.Choice(["on", "off"]),
+    default="off",
     show_default=True,
-    help="Train compatible built-in-trainer trials together as one stacked model "
-    "(auto: for ga, pso and random).",
+    help="Train compatible built-in-trainer trials together as stacked models, for every "
+    "algorithm alike (the same dispatch for all keeps the comparison fair).",
 )
 def compare(
     experiment: str | None,

@@ -135,16 +135,21 @@ def compare(
     trials_per_gpu: int = 1,
     progress: CompareProgress | None = None,
     run_progress: Callable[[RunStore], Progress] | None = None,
-    population: str = "auto",
+    population: str = "off",
 ) -> pd.DataFrame:
     """Run every algorithm (default: all registered) with ``seeds`` shared seeds and return the
     results table (one row per algorithm; see ``stats.results_table``). The compare folder is
     ``result.attrs["compare_dir"]``; ``attrs["interrupted"]`` says whether Ctrl-C cut it short
-    (then continue with ``resume=``).
+    (then continue with ``resume=``). ``population`` is ``off`` or ``on`` for every algorithm
+    alike: ``auto`` would train ga/pso/random in populations and the others one at a time, which
+    changes their wall time and any ``train_seconds`` objective (a member's share of its
+    population's time) for reasons unrelated to the algorithms.
 
     >>> table = compare("searchspaces/branin.yaml", seeds=5, trials=30)  # doctest: +SKIP
     """
     check_executor(executor, ray_address)
+    if population not in ("on", "off"):
+        raise UserInputError(f"--population: must be on or off for a compare (got {population!r})")
     if resume is not None:
         folder = open_compare(resume)
     else:
@@ -180,7 +185,7 @@ def _run_plan(
     pool: Executor,
     progress: CompareProgress | None,
     run_progress: Callable[[RunStore], Progress] | None,
-    population: str = "auto",
+    population: str = "off",
 ) -> bool:
     """Run what is left of the plan; returns whether a run was interrupted."""
     exp = folder.experiment

@@ -153,3 +153,21 @@ def test_cli_population_flag(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2 and "--population" in bad.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_compare_trains_every_algorithm_alike(tmp_path: Path) -> None:
+    import hypersearch
+    from hypersearch.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="--population"):
+        hypersearch.compare(experiment(), algos=["random"], population="auto", out=tmp_path)
+    table = hypersearch.compare(
+        experiment(trials=4, population_size=4),
+        algos=["random", "tpe"],
+        seeds=1,
+        executor="inline",
+        out=tmp_path,
+        population="on",
+    )
+    for run_dir in Path(table.attrs["compare_dir"]).glob("pop-*"):
+        assert [a.get("population") for a in info(run_dir).values()] == [4] * 4, run_dir.name
