@@ -81,6 +81,7 @@ class RunStore:
         self._study_id = self.storage.get_study_id_from_name(self.study_name)
         self._distributions = experiment.space.distributions()
         self.records: dict[int, TrialRecord] = {}
+        self._front: tuple[int, list[TrialRecord]] | None = None  # (finished trials, front)
         self._trial_ids: dict[int, int] = {}
         for trial in self.study.get_trials(deepcopy=False):
             self.records[trial.number] = _record(trial)
@@ -159,7 +160,9 @@ class RunStore:
             trial_id=-1,
         )
         trial_id = self.storage.create_new_trial(self._study_id, template_trial=template)
-        number = self.storage.get_trial_number_from_id(trial_id)
+        # Optuna numbers a study's trials in creation order, and this store is the study's only
+        # writer (the run folder's lock), so the number is the count so far: no query needed.
+        number = len(self._trial_ids)
         self._trial_ids[number] = trial_id
         self.records[number] = TrialRecord(number, RUNNING, dict(config))
         return number
@@ -215,7 +218,14 @@ class RunStore:
         )
 
     def front(self) -> list[TrialRecord]:
-        """Complete trials on the Pareto front of the objectives (the best one(s) for one)."""
+        """Complete trials on the Pareto front of the objectives (the best one(s) for one);
+        computed once per finished trial, however often it is asked for."""
+        finished = len(self.finished())
+        if self._front is None or self._front[0] != finished:
+            self._front = (finished, self._compute_front())
+        return self._front[1]
+
+    def _compute_front(self) -> list[TrialRecord]:
         complete = [r for r in self.records.values() if r.state == COMPLETE]
         if not complete:
             return []

@@ -386,6 +386,36 @@ def test_local_executor_slots_results_and_shutdown(tmp_path: Path) -> None:
         kill_strays(tmp_path)
 
 
+NICE_OBJECTIVE = """\
+import os
+
+
+def f(config):
+    return {"value": config["x"], "nice": float(os.nice(0))}
+"""
+
+
+def test_local_workers_run_nicer_than_the_driver(tmp_path: Path) -> None:
+    """Workers yield the CPU to the driver (WORKER_NICE), so a busy machine does not delay
+    recording results and dispatching the next trial."""
+    from hypersearch.executors.local import WORKER_NICE
+
+    (tmp_path / "objs_nice.py").write_text(NICE_OBJECTIVE)
+    spec = ObjectiveSpec.model_validate(
+        {"python": {"function": "objs_nice:f", "path": [str(tmp_path)]}}
+    )
+    executor = LocalExecutor(spec, parallel=1)
+    try:
+        executor.submit(TrialRequest(0, {"x": 0.5}, 7, tmp_path / "t0"))
+        results = []
+        deadline = time.monotonic() + 30
+        while not results and time.monotonic() < deadline:
+            results += executor.poll(1.0)
+    finally:
+        executor.shutdown()
+    assert results[0].metrics["nice"] == min(os.nice(0) + WORKER_NICE, 19)
+
+
 # -- inline executor: trials run in the driver, one at a time -----------------------------------
 
 # "sleep", not "hang": a grandchild started by a python objective running in the driver is out
