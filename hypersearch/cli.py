@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -36,6 +37,71 @@ def _experiment_path(given: str | None, err: Console) -> Path:
     return path
 
 
+def _executor_options(command: Callable[..., int]) -> Callable[..., int]:
+    """Where trials run: the options ``run`` and ``compare`` share."""
+    options = [
+        click.option(
+            "--executor",
+            default="local",
+            show_default=True,
+            type=click.Choice(["inline", "local", "ray"]),
+            help="Where trials run (a compare's runs share one executor).",
+        ),
+        click.option(
+            "--gpus",
+            metavar="IDS",
+            help="GPUs for the local executor, e.g. 0,2, or 'none' (default: every GPU found).",
+        ),
+        click.option(
+            "--trials-per-gpu",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Trials sharing one GPU at a time (pack small trials).",
+        ),
+        click.option(
+            "--ray-address",
+            metavar="ADDR",
+            help="With --executor ray: the Ray cluster, e.g. HEAD:6379 (default: a local Ray).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _check_resume(
+    what: str, resume: str | None, experiment: str | None, given: dict[str, object]
+) -> None:
+    """``--resume`` continues from the folder's own settings: refuse ones given with it."""
+    if resume is None:
+        return
+    if experiment is not None:
+        raise UserInputError(
+            f"--resume: continues from the {what} folder's own experiment.yaml; give no EXPERIMENT"
+        )
+    for flag, value in given.items():
+        if value is not None:
+            raise UserInputError(
+                f"{flag}: a resumed {what} keeps its own (got {value!r} with --resume)"
+            )
+
+
+def _check_executor_flags(
+    executor: str, gpus: str | None, trials_per_gpu: int, ray_address: str | None
+) -> None:
+    """Reject executor flags that cannot work, before anything is started or created."""
+    from hypersearch.executors import check_executor
+
+    check_executor(executor, ray_address)
+    if executor != "local" and (gpus is not None or trials_per_gpu != 1):
+        flag = "--gpus" if gpus is not None else "--trials-per-gpu"
+        raise UserInputError(
+            f"{flag}: only used with --executor local (got {executor!r}; "
+            "Ray takes budget.gpus_per_trial)"
+        )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hypersearch")
 def cli() -> None:
@@ -56,30 +122,7 @@ def cli() -> None:
     type=click.Path(file_okay=False),
     help="Continue the run in this run folder (needs no EXPERIMENT).",
 )
-@click.option(
-    "--executor",
-    default="local",
-    show_default=True,
-    type=click.Choice(["inline", "local", "ray"]),
-    help="Where trials run.",
-)
-@click.option(
-    "--gpus",
-    metavar="IDS",
-    help="GPUs for the local executor, e.g. 0,2, or 'none' (default: every GPU found).",
-)
-@click.option(
-    "--trials-per-gpu",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Trials sharing one GPU at a time (pack small trials).",
-)
-@click.option(
-    "--ray-address",
-    metavar="ADDR",
-    help="With --executor ray: the Ray cluster to use, e.g. HEAD:6379 (default: a local Ray).",
-)
+@_executor_options
 @click.option(
     "--storage", help="SQLAlchemy URL for the Optuna study (default: study.db in the run folder)."
 )
@@ -110,32 +153,15 @@ def run(
     as_json: bool,
 ) -> int:
     """Tune EXPERIMENT (default ./hypersearch.yaml, else the packaged default)."""
+    from hypersearch.devices import parse_gpus
     from hypersearch.engine import run as run_experiment
     from hypersearch.report import RunProgress, print_run_end
     from hypersearch.results import load_run
 
     err = Console(stderr=True)
-    if resume is not None:
-        if experiment is not None:
-            raise UserInputError(
-                "--resume: continues from the run folder's own experiment.yaml; give no EXPERIMENT"
-            )
-        fixed = {"--seed": seed, "--name": name, "--out": out, "--storage": storage}
-        for flag, value in fixed.items():
-            if value is not None:
-                raise UserInputError(
-                    f"{flag}: a resumed run keeps its own (got {value!r} with --resume)"
-                )
-    from hypersearch.devices import parse_gpus
-    from hypersearch.executors import check_executor
-
-    check_executor(executor, ray_address)  # before anything is started or created
-    if executor != "local" and (gpus is not None or trials_per_gpu != 1):
-        flag = "--gpus" if gpus is not None else "--trials-per-gpu"
-        raise UserInputError(
-            f"{flag}: only used with --executor local (got {executor!r}; "
-            "Ray takes budget.gpus_per_trial)"
-        )
+    given = {"--seed": seed, "--name": name, "--out": out, "--storage": storage}
+    _check_resume("run", resume, experiment, given)
+    _check_executor_flags(executor, gpus, trials_per_gpu, ray_address)
     if algo is not None:
         from hypersearch.algorithms import get_algorithm
 
@@ -189,22 +215,7 @@ def run(
     type=click.Path(file_okay=False),
     help="Continue the compare in this compare folder (needs no EXPERIMENT).",
 )
-@click.option(
-    "--executor",
-    default="local",
-    show_default=True,
-    type=click.Choice(["inline", "local", "ray"]),
-    help="Where trials run (one executor serves every run).",
-)
-@click.option("--gpus", metavar="IDS", help="GPUs for the local executor, e.g. 0,2, or 'none'.")
-@click.option(
-    "--trials-per-gpu",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Trials sharing one GPU at a time.",
-)
-@click.option("--ray-address", metavar="ADDR", help="With --executor ray: the Ray cluster.")
+@_executor_options
 @click.option(
     "--population",
     type=click.Choice(["on", "off"]),
@@ -232,34 +243,13 @@ def compare(
     """Run every algorithm × seed on EXPERIMENT and print the results table."""
     from hypersearch.comparison import compare as run_compare
     from hypersearch.devices import parse_gpus
-    from hypersearch.executors import check_executor
     from hypersearch.report import CompareLines, print_compare_end
 
     err = Console(stderr=True)
-    if resume is not None:
-        if experiment is not None:
-            raise UserInputError(
-                "--resume: continues from the compare folder's own experiment.yaml; "
-                "give no EXPERIMENT"
-            )
-        given = {
-            "--algos": algo_names,
-            "--seeds": seeds,
-            "--trials": trials,
-            "--parallel": parallel,
-            "--target": target,
-            "--out": out,
-            "--name": name,
-        }
-        for flag, value in given.items():
-            if value is not None:
-                raise UserInputError(
-                    f"{flag}: a resumed compare keeps its own (got {value!r} with --resume)"
-                )
-    check_executor(executor, ray_address)
-    if executor != "local" and (gpus is not None or trials_per_gpu != 1):
-        flag = "--gpus" if gpus is not None else "--trials-per-gpu"
-        raise UserInputError(f"{flag}: only used with --executor local (got {executor!r})")
+    given = {"--algos": algo_names, "--seeds": seeds, "--trials": trials}
+    given |= {"--parallel": parallel, "--target": target, "--out": out, "--name": name}
+    _check_resume("compare", resume, experiment, given)
+    _check_executor_flags(executor, gpus, trials_per_gpu, ray_address)
     names = None
     if algo_names is not None:
         from hypersearch.algorithms import get_algorithm
@@ -287,7 +277,7 @@ def compare(
         progress=CompareLines(err),
         population=population,
     )
-    print_compare_end(_stdout(), Path(table.attrs["compare_dir"]), table.attrs["interrupted"])
+    print_compare_end(_stdout(), table)
     return EXIT_INTERRUPTED if table.attrs["interrupted"] else EXIT_OK
 
 

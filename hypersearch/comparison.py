@@ -19,6 +19,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -111,7 +112,7 @@ def create_compare(
     return CompareFolder(path, experiment, list(algos), list(seeds), target)
 
 
-class CompareProgress:
+class CompareProgress(Protocol):
     """Told when each run of a compare starts and ends (the CLI prints a line per run)."""
 
     def run_started(self, index: int, total: int, algo: str, seed: int) -> None: ...
@@ -287,11 +288,11 @@ def scores(
     return scored, reference
 
 
-def results(folder: CompareFolder, runs: Sequence[RunData] | None = None) -> Results:
-    """The results table of a compare folder, from its finished runs."""
+def results(
+    folder: CompareFolder, scored: Sequence[RunScore], reference: np.ndarray | None
+) -> Results:
+    """The results table of a compare folder, from its finished runs' scores."""
     exp = folder.experiment
-    runs = folder.runs() if runs is None else runs
-    scored, reference = scores(folder, runs)
     multi = len(exp.objectives) > 1
     primary, direction = next(iter(exp.objectives.items()))
     primary_sign = -1.0 if direction == "maximize" else 1.0
@@ -330,8 +331,9 @@ def write_results(folder: CompareFolder) -> Results:
     from hypersearch.report import results_markdown
 
     runs = folder.runs()
-    outcome = results(folder, runs)
+    scored, reference = scores(folder, runs)
+    outcome = results(folder, scored, reference)
     outcome.table.to_csv(folder.path / "results.csv", index=False)
-    written = plots.compare_plots(folder, runs, outcome)
+    written = plots.compare_plots(folder, runs, scored, outcome)
     (folder.path / "results.md").write_text(results_markdown(outcome, written))
     return outcome

@@ -26,7 +26,7 @@ from hypersearch.space import CategoricalParam, FloatParam, IntParam
 
 if TYPE_CHECKING:
     from hypersearch.comparison import CompareFolder
-    from hypersearch.stats import Results
+    from hypersearch.stats import Results, RunScore
 
 DPI = 120
 UNITS = {
@@ -205,12 +205,11 @@ def pareto_plot(run: RunData, path: Path) -> Path:
 # -- a comparison --------------------------------------------------------------------------------
 
 
-def compare_plots(folder: CompareFolder, runs: Sequence[RunData], results: Results) -> list[Path]:
+def compare_plots(
+    folder: CompareFolder, runs: Sequence[RunData], scored: Sequence[RunScore], results: Results
+) -> list[Path]:
     """Write the comparison's plots into its folder; returns their paths (none without a
     finished run)."""
-    from hypersearch.comparison import scores
-
-    scored, _ = scores(folder, runs)
     if not scored:
         return []
     notes = results.notes

@@ -26,6 +26,16 @@ from hypersearch.stats import Results
 from hypersearch.store import RunStore, TrialRecord
 
 
+def say(console: Console, text: str) -> None:
+    """A plain line: no rich markup or highlighting (paths and values print as they are), and
+    never wrapped inside a word."""
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def _files(*files: str | Path) -> str:
+    return ", ".join(Path(f).name for f in files)
+
+
 def _num(value: Any, digits: int = 6) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}g}" if math.isfinite(value) else str(value)
@@ -88,12 +98,10 @@ class RunProgress:
             if record.state == "COMPLETE"
             else record.error
         )
-        self.console.print(
+        say(
+            self.console,
             f"trial {record.number} {record.state} {outcome} · best {best} · "
             f"{self.done}/{self.budget} done, {self.failed} failed",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
         )
 
 
@@ -139,25 +147,16 @@ def print_run_end(console: Console, run: RunData, interrupted: bool) -> None:
     summary = run.summary
     console.print(best_trials_table(run))
     hv = summary.get("hypervolume")
-    console.print(
+    say(
+        console,
         f"{summary['complete']} complete, {summary['failed']} failed of "
         f"{summary['budget']} · {summary['wall_seconds']:.1f}s wall, "
         f"{summary['overhead_seconds']:.1f}s engine overhead"
         + (f" · hypervolume {hv:.6g}" if hv is not None else ""),
-        highlight=False,
-        soft_wrap=True,
     )
-    console.print(
-        f"run folder: {run.run_dir} (plots: hypersearch report {run.run_dir})",
-        highlight=False,
-        soft_wrap=True,
-    )
+    say(console, f"run folder: {run.run_dir} (plots: hypersearch report {run.run_dir})")
     if interrupted or not run.done:
-        console.print(
-            f"interrupted; continue with: hypersearch run --resume {run.run_dir}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        say(console, f"interrupted; continue with: hypersearch run --resume {run.run_dir}")
 
 
 # -- comparisons ---------------------------------------------------------------------------------
@@ -300,7 +299,7 @@ class CompareLines:
         self.console = console
 
     def run_started(self, index: int, total: int, algo: str, seed: int) -> None:
-        self.console.print(f"[{index}/{total}] {algo} seed {seed} …", highlight=False, markup=False)
+        say(self.console, f"[{index}/{total}] {algo} seed {seed} …")
 
     def run_finished(self, index: int, total: int, result: Any) -> None:
         summary = result.summary
@@ -309,44 +308,36 @@ class CompareLines:
         primary = next(iter(summary.get("objectives") or {}), None)
         shown = f"{primary}={_num(metrics.get(primary))}" if primary in metrics else "no success"
         hv = summary.get("hypervolume")
-        self.console.print(
+        say(
+            self.console,
             f"[{index}/{total}] {summary['algo']} seed {summary['seed']}: best {shown}"
             + (f", hypervolume {hv:.6g}" if hv is not None else "")
             + f", {summary['failed']} failed, {summary['wall_seconds']:.1f}s"
             + (" (interrupted)" if result.interrupted else ""),
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
         )
 
 
 def print_results(console: Console, results: Results, folder: Path, plots: list[Path]) -> None:
     console.print(results_rich_table(results))
     for line in describe(results):
-        console.print(f"· {line}", highlight=False, markup=False, soft_wrap=True)
-    console.print(
-        f"compare folder: {folder} (results.csv, results.md"
-        + "".join(f", {p.name}" for p in plots)
-        + ")",
-        highlight=False,
-        markup=False,
-        soft_wrap=True,
-    )
+        say(console, f"· {line}")
+    say(console, f"compare folder: {folder} ({_files('results.csv', 'results.md', *plots)})")
 
 
-def print_compare_end(console: Console, folder: Path, interrupted: bool) -> None:
-    from hypersearch.comparison import open_compare, results
+def print_compare_end(console: Console, table: pd.DataFrame) -> None:
+    """After ``hypersearch compare``: the table ``compare()`` returned, with its notes."""
+    notes = {k: v for k, v in table.attrs.items() if k not in ("compare_dir", "interrupted")}
+    _print_compare(console, Results(table, notes), Path(table.attrs["compare_dir"]))
 
-    compare = open_compare(folder)
-    outcome = results(compare)
-    plots = sorted(folder.glob("*.png"))
-    print_results(console, outcome, folder, plots)
-    if interrupted or outcome.notes["runs_finished"] < outcome.notes["runs_planned"]:
-        console.print(
-            f"interrupted; continue with: hypersearch compare --resume {folder}",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
+
+def _print_compare(console: Console, results: Results, folder: Path) -> None:
+    print_results(console, results, folder, sorted(folder.glob("*.png")))
+    left = results.notes["runs_planned"] - results.notes["runs_finished"]
+    if left:
+        say(
+            console,
+            f"{left} of {results.notes['runs_planned']} runs not finished; continue with: "
+            f"hypersearch compare --resume {folder}",
         )
 
 
@@ -359,17 +350,7 @@ def report(path: Path, console: Console) -> None:
     from hypersearch.results import is_run_dir, load_run
 
     if is_compare_dir(path):
-        compare = open_compare(path)
-        outcome = write_results(compare)
-        print_results(console, outcome, path, sorted(path.glob("*.png")))
-        left = outcome.notes["runs_planned"] - outcome.notes["runs_finished"]
-        if left:
-            console.print(
-                f"{left} runs not finished; continue with: hypersearch compare --resume {path}",
-                highlight=False,
-                markup=False,
-                soft_wrap=True,
-            )
+        _print_compare(console, write_results(open_compare(path)), path)
         return
     if not is_run_dir(path):
         raise UserInputError(
@@ -378,7 +359,7 @@ def report(path: Path, console: Console) -> None:
     run = load_run(path)
     written = plots.run_plots(run)
     if run.summary.get("complete") is None:
-        console.print(f"{path}: no trial has finished yet", highlight=False, markup=False)
+        say(console, f"{path}: no trial has finished yet")
         return
     console.print(best_trials_table(run))
     state = (
@@ -389,12 +370,8 @@ def report(path: Path, console: Console) -> None:
             f"finished, {run.running_count} running"
         )
     )
-    console.print(f"{run.algo} seed {run.seed}: {state}", highlight=False, markup=False)
-    console.print(
-        f"run folder: {path} (trials.csv, pareto.csv, summary.json"
-        + "".join(f", {p.name}" for p in written)
-        + ")",
-        highlight=False,
-        markup=False,
-        soft_wrap=True,
+    say(console, f"{run.algo} seed {run.seed}: {state}")
+    say(
+        console,
+        f"run folder: {path} ({_files('trials.csv', 'pareto.csv', 'summary.json', *written)})",
     )

@@ -20,9 +20,8 @@ import pandas as pd
 
 from hypersearch import pareto
 from hypersearch.errors import RunFolderError
+from hypersearch.executors.base import COMPLETE, FAIL
 from hypersearch.experiment import Experiment, load_experiment
-
-COMPLETE, FAIL = "COMPLETE", "FAIL"
 
 
 @dataclass

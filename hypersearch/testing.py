@@ -75,5 +75,4 @@ def final_hypervolume(
     """Hypervolume of all evaluated points up to a fixed reference point (comparable across
     algorithms, unlike the run folder's data-derived reference)."""
     values = evaluations(algo, function, seed, trials, batch, dim)
-    inside = values[np.all(values < np.asarray(reference), axis=1)]
-    return pareto.hypervolume(inside, np.asarray(reference)) if len(inside) else 0.0
+    return pareto.hypervolume(values, np.asarray(reference))

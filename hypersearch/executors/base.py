@@ -85,19 +85,15 @@ def execute(
 ) -> TrialResult:
     """Run one trial (or population) in this process and turn whatever happens into a
     ``TrialResult``."""
-    if isinstance(request, PopulationRequest):
-        return _execute_population(objective, request, device, enforce_timeout)
-    ctx = TrialContext(
-        request.number,
-        request.seed,
-        device,
-        request.trial_dir,
-        request.timeout if enforce_timeout else None,
-        request.overrides,
-    )
+    timeout = request.timeout if enforce_timeout else None
     start = time.perf_counter()
     try:
-        with _alarm(ctx.timeout):
+        with _alarm(timeout):
+            if isinstance(request, PopulationRequest):
+                return _population(objective, request, device, start)
+            ctx = TrialContext(
+                request.number, request.seed, device, request.trial_dir, timeout, request.overrides
+            )
             metrics = as_metrics(objective.evaluate(request.config, ctx), "objective")
     except TrialFailure as failure:
         return TrialResult.failed(
@@ -122,50 +118,33 @@ def execute(
     )
 
 
-def _execute_population(
-    objective: Objective, request: PopulationRequest, device: str, enforce_timeout: bool
+def _population(
+    objective: Objective, request: PopulationRequest, device: str, start: float
 ) -> TrialResult:
-    """Train the members together; each member's duration is its share of the time."""
+    """Train the members together; a member's failure fails only that member, and its
+    duration is its share of the population's time."""
     contexts = [
         TrialContext(m.number, m.seed, device, m.trial_dir, None, m.overrides)
         for m in request.members
     ]
-    start = time.perf_counter()
-    try:
-        with _alarm(request.timeout if enforce_timeout else None):
-            outcomes = objective.evaluate_population([m.config for m in request.members], contexts)
-    except TrialFailure as failure:
-        return TrialResult.failed(
-            request,
-            failure.reason,
-            str(failure),
-            device=device,
-            duration_s=time.perf_counter() - start,
-        )
-    except (Exception, SystemExit) as exc:
-        reason = "oom" if type(exc).__name__ == "OutOfMemoryError" else "exception"
-        return TrialResult.failed(
-            request,
-            reason,
-            f"{type(exc).__name__}: {exc}",
-            device=device,
-            duration_s=time.perf_counter() - start,
-            traceback=traceback.format_exc(limit=-8),
-        )
+    outcomes = objective.evaluate_population([m.config for m in request.members], contexts)
     share = (time.perf_counter() - start) / len(request.members)
     members = []
     for member, outcome in zip(request.members, outcomes, strict=True):
-        if isinstance(outcome, TrialFailure):
+        try:
+            if isinstance(outcome, TrialFailure):
+                raise outcome
+            metrics = as_metrics(outcome, "objective")
+        except TrialFailure as failure:
             members.append(
                 TrialResult.failed(
-                    member, outcome.reason, str(outcome), device=device, duration_s=share
+                    member, failure.reason, str(failure), device=device, duration_s=share
                 )
             )
-        else:
-            metrics = as_metrics(outcome, "objective")
-            members.append(
-                TrialResult(member.number, COMPLETE, metrics, duration_s=share, device=device)
-            )
+            continue
+        members.append(
+            TrialResult(member.number, COMPLETE, metrics, duration_s=share, device=device)
+        )
     return TrialResult(
         request.number,
         COMPLETE,

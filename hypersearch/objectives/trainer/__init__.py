@@ -26,52 +26,33 @@ class TrainerObjective(Objective):
         return self.spec.model_copy(update=update)
 
     def evaluate(self, config: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]:
-        import torch
-
-        from hypersearch.objectives.trainer.data import load_dataset
         from hypersearch.objectives.trainer.loop import train
 
         settings = self.settings(config, ctx.overrides)
-        data = load_dataset(
-            settings.dataset,
-            valid_fraction=settings.valid_fraction,
-            split_seed=settings.split_seed,
-            max_train=settings.max_train,
-            cache_dir=settings.cache_dir,
+        return train(
+            settings, _data(settings), seed=ctx.seed, device=_device(ctx), trial_dir=ctx.trial_dir
         )
-        device = "cuda" if ctx.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
-        return train(settings, data, seed=ctx.seed, device=device, trial_dir=ctx.trial_dir)
 
     def evaluate_population(
         self, configs: list[Mapping[str, Any]], contexts: list[TrialContext]
     ) -> list[dict[str, float] | TrialFailure]:
         """Train the configs as one stacked model (``population.py``); they must share
         ``settings.population_key`` (the engine groups them so)."""
-        import torch
-
-        from hypersearch.objectives.trainer.data import load_dataset
         from hypersearch.objectives.trainer.population import train_population
 
         members = [
             self.settings(c, ctx.overrides) for c, ctx in zip(configs, contexts, strict=True)
         ]
-        first = members[0]
-        data = load_dataset(
-            first.dataset,
-            valid_fraction=first.valid_fraction,
-            split_seed=first.split_seed,
-            max_train=first.max_train,
-            cache_dir=first.cache_dir,
-        )
-        on_gpu = contexts[0].device.startswith("cuda") and torch.cuda.is_available()
-        size = _members_that_fit(members[0], len(members)) if on_gpu else len(members)
+        data = _data(members[0])
+        device = _device(contexts[0])
+        size = _members_that_fit(members[0], len(members)) if device == "cuda" else len(members)
         outcomes: list[dict[str, float] | TrialFailure] = []
         for start in range(0, len(members), size):  # in turn, when not all fit at once
             outcomes += train_population(
                 members[start : start + size],
                 data,
                 seeds=[ctx.seed for ctx in contexts[start : start + size]],
-                device="cuda" if on_gpu else "cpu",
+                device=device,
                 trial_dirs=[ctx.trial_dir for ctx in contexts[start : start + size]],
             )
         return outcomes
@@ -84,18 +65,11 @@ def _members_that_fit(settings: Any, wanted: int, headroom: float = 0.8) -> int:
     the engine splits it."""
     import torch
 
-    from hypersearch.objectives.trainer.data import load_dataset
     from hypersearch.objectives.trainer.population import train_population
 
     batch = settings.batch_size * settings.grad_accum
     probe = settings.model_copy(update={"epochs": 1, "max_train": batch})
-    data = load_dataset(
-        probe.dataset,
-        valid_fraction=probe.valid_fraction,
-        split_seed=probe.split_seed,
-        max_train=batch,
-        cache_dir=probe.cache_dir,
-    )
+    data = _data(probe)
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
@@ -103,3 +77,23 @@ def _members_that_fit(settings: Any, wanted: int, headroom: float = 0.8) -> int:
     per_member = max(torch.cuda.max_memory_allocated() - before, 1)
     free, _ = torch.cuda.mem_get_info()
     return max(1, min(wanted, int(headroom * free / per_member)))
+
+
+def _data(settings: Any) -> Any:
+    """The dataset and split the settings name (loaded in the worker, cached on disk)."""
+    from hypersearch.objectives.trainer.data import load_dataset
+
+    return load_dataset(
+        settings.dataset,
+        valid_fraction=settings.valid_fraction,
+        split_seed=settings.split_seed,
+        max_train=settings.max_train,
+        cache_dir=settings.cache_dir,
+    )
+
+
+def _device(ctx: TrialContext) -> str:
+    """``cuda`` for a worker pinned to a GPU that torch can use, else ``cpu``."""
+    import torch
+
+    return "cuda" if ctx.device.startswith("cuda") and torch.cuda.is_available() else "cpu"

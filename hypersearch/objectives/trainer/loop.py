@@ -83,6 +83,37 @@ def evaluate(
     return loss_sum / len(x), correct / len(x)
 
 
+def prepare_device(settings: TrainerSpec, device: str, members: int) -> torch.device:
+    """The device, set up as the settings ask (cudnn autotuning, deterministic algorithms, a
+    fresh peak-memory count). Raises the simulated out-of-memory error (``SIMULATE_OOM_ENV``)
+    when a step's rows, ``members`` × batch size, exceed the test limit."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = not settings.deterministic
+        torch.cuda.reset_peak_memory_stats(dev)
+    if settings.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    limit = os.environ.get(SIMULATE_OOM_ENV)
+    if limit is not None and members * settings.batch_size > int(limit):
+        raise torch.cuda.OutOfMemoryError(
+            f"CUDA out of memory (simulated: batch {members} x {settings.batch_size} > {limit})"
+        )
+    return dev
+
+
+def seeded_model(settings: TrainerSpec, data: Dataset, seed: int) -> nn.Module:
+    """The network a trial with ``seed`` starts from (the population trainer copies it)."""
+    torch.manual_seed(seed % 2**63)
+    return build_model(
+        settings.model,
+        data.input_shape,
+        data.n_classes,
+        settings.width,
+        settings.depth,
+        settings.dropout,
+    )
+
+
 def train(
     settings: TrainerSpec,
     data: Dataset,
@@ -100,27 +131,8 @@ def train(
     inputs' (float64 lets tests compare trainers tightly); the loss is taken in float32, or in
     float64 for a float64 model.
     """
-    torch.manual_seed(seed % 2**63)
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = not settings.deterministic
-        torch.cuda.reset_peak_memory_stats(dev)
-    if settings.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    limit = os.environ.get(SIMULATE_OOM_ENV)
-    if limit is not None and settings.batch_size > int(limit):
-        raise torch.cuda.OutOfMemoryError(
-            f"CUDA out of memory (simulated: batch {settings.batch_size} > {limit})"
-        )
-
-    model = build_model(
-        settings.model,
-        data.input_shape,
-        data.n_classes,
-        settings.width,
-        settings.depth,
-        settings.dropout,
-    ).to(dev, dtype)
+    dev = prepare_device(settings, device, 1)
+    model = seeded_model(settings, data, seed).to(dev, dtype)
     x_train, y_train = data.x_train.to(dev, dtype), data.y_train.to(dev)
     x_valid, y_valid = data.x_valid.to(dev, dtype), data.y_valid.to(dev)
     optimizer = torch.optim.SGD(

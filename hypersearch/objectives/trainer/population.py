@@ -52,7 +52,6 @@ convolution costs what the k single ones cost). Small models on a GPU are overhe
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -66,13 +65,14 @@ from hypersearch.objectives.trainer.data import Dataset
 from hypersearch.objectives.trainer.loop import (
     CHECK_EVERY,
     EVAL_BATCH,
-    SIMULATE_OOM_ENV,
     _autocast,
     _loss_dtype,
     _scheduler,
     _write_history,
+    prepare_device,
+    seeded_model,
 )
-from hypersearch.objectives.trainer.models import BasicBlock, build_model
+from hypersearch.objectives.trainer.models import BasicBlock
 from hypersearch.objectives.trainer.settings import PER_MEMBER, TrainerSpec, population_key
 
 __all__ = ["PER_MEMBER", "population_key", "train_population"]
@@ -111,32 +111,9 @@ def train_population(
     settings = members[0]
     dirs = list(trial_dirs) if trial_dirs is not None else [None] * k
 
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = not settings.deterministic
-        torch.cuda.reset_peak_memory_stats(dev)
-    if settings.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    limit = os.environ.get(SIMULATE_OOM_ENV)
-    if limit is not None and k * settings.batch_size > int(limit):
-        raise torch.cuda.OutOfMemoryError(
-            f"CUDA out of memory (simulated: population batch {k} x {settings.batch_size} "
-            f"> {limit})"
-        )
+    dev = prepare_device(settings, device, k)
 
-    singles = []
-    for seed in seeds:  # each member's weights exactly as train() draws them
-        torch.manual_seed(seed % 2**63)
-        singles.append(
-            build_model(
-                settings.model,
-                data.input_shape,
-                data.n_classes,
-                settings.width,
-                settings.depth,
-                settings.dropout,
-            )
-        )
+    singles = [seeded_model(settings, data, seed) for seed in seeds]  # train()'s very weights
     n_params = float(sum(p.numel() for p in singles[0].parameters()))
     conv = settings.model != "mlp"
     store = _Store(k)
