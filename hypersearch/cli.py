@@ -124,7 +124,9 @@ def cli() -> None:
 )
 @_executor_options
 @click.option(
-    "--storage", help="SQLAlchemy URL for the Optuna study (default: study.db in the run folder)."
+    "--storage",
+    help="SQLAlchemy URL for the Optuna study (default: study.db in the run folder; also read "
+    "from HYPERSEARCH_STORAGE). Its password is never saved: a resume needs it again.",
 )
 @click.option(
     "--population",
@@ -153,13 +155,14 @@ def run(
     as_json: bool,
 ) -> int:
     """Tune EXPERIMENT (default ./hypersearch.yaml, else the packaged default)."""
+    from hypersearch.database import given_storage
     from hypersearch.devices import parse_gpus
     from hypersearch.engine import run as run_experiment
-    from hypersearch.report import RunProgress, print_run_end
+    from hypersearch.report import RunProgress, every_trial_failed, print_run_end, say
     from hypersearch.results import load_run
 
     err = Console(stderr=True)
-    given = {"--seed": seed, "--name": name, "--out": out, "--storage": storage}
+    given = {"--seed": seed, "--name": name, "--out": out}
     _check_resume("run", resume, experiment, given)
     _check_executor_flags(executor, gpus, trials_per_gpu, ray_address)
     if algo is not None:
@@ -177,18 +180,25 @@ def run(
         name=name,
         resume=resume,
         executor=executor,
-        storage=storage,
+        storage=given_storage(storage),
         ray_address=ray_address,
         gpus=None if gpus is None else parse_gpus(gpus),
         trials_per_gpu=trials_per_gpu,
         progress=None if as_json else (lambda store: RunProgress(store, err)),
         population=population,
     )
+    run_data = load_run(result.run_dir)
     if as_json:
         click.echo(json.dumps(result.summary, indent=2, default=str))
     else:
-        print_run_end(_stdout(), load_run(result.run_dir), result.interrupted)
-    return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
+        print_run_end(_stdout(), run_data, result.interrupted)
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    failure = every_trial_failed(run_data)
+    if failure is not None:  # nothing to deploy: `hypersearch run … && deploy` must stop here
+        say(err, failure)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 @cli.command()
@@ -243,7 +253,7 @@ def compare(
     """Run every algorithm × seed on EXPERIMENT and print the results table."""
     from hypersearch.comparison import compare as run_compare
     from hypersearch.devices import parse_gpus
-    from hypersearch.report import CompareLines, print_compare_end
+    from hypersearch.report import CompareLines, print_compare_end, say
 
     err = Console(stderr=True)
     given = {"--algos": algo_names, "--seeds": seeds, "--trials": trials}
@@ -278,7 +288,14 @@ def compare(
         population=population,
     )
     print_compare_end(_stdout(), table)
-    return EXIT_INTERRUPTED if table.attrs["interrupted"] else EXIT_OK
+    if table.attrs["interrupted"]:
+        return EXIT_INTERRUPTED
+    without = table.attrs.get("runs_without_success") or []
+    if without:
+        say(err, f"no successful trial in {len(without)} run(s): {', '.join(without)}")
+        if len(without) == table.attrs["runs_finished"]:
+            return EXIT_FAILED
+    return EXIT_OK
 
 
 @cli.command()

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +24,10 @@ import pandas as pd
 
 from hypersearch import algorithms, pareto
 from hypersearch.engine import Progress, RunResult, drive, sigterm_as_interrupt
-from hypersearch.errors import RunFolderError, UserInputError
+from hypersearch.errors import RunFolderError, UserInputError, user_errors
 from hypersearch.executors import Executor, check_executor, make_executor
-from hypersearch.experiment import Experiment, load_experiment
+from hypersearch.experiment import Experiment, check_name, load_experiment
+from hypersearch.folders import create_folder
 from hypersearch.objectives.base import build_objective
 from hypersearch.results import RunData, load_run
 from hypersearch.stats import Results, RunScore, best_so_far, results_table
@@ -67,7 +66,8 @@ def open_compare(path: str | Path) -> CompareFolder:
     path = Path(path)
     if not is_compare_dir(path):
         raise RunFolderError(f"{path} is not a hypersearch compare folder (no {MANIFEST})")
-    manifest = json.loads((path / MANIFEST).read_text())
+    with user_errors("--resume", path / MANIFEST):
+        manifest = json.loads((path / MANIFEST).read_bytes().decode())
     return CompareFolder(
         path,
         load_experiment(path / "experiment.yaml"),
@@ -84,31 +84,20 @@ def create_compare(
     out: Path,
     target: float | None,
 ) -> CompareFolder:
-    """A new compare folder, built under a hidden name and renamed into place."""
+    """A new compare folder, created whole or not at all (``folders.create_folder``)."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = f"compare-{experiment.name}-{stamp}"
-    path = next(
-        (
-            p
-            for i in range(1, 1000)
-            if not (p := out / (base if i == 1 else f"{base}-{i}")).exists()
-        ),
-        None,
-    )
-    if path is None:
-        raise UserInputError(f"--out: too many compares named {base} in {out}")
-    staging = path.with_name(f".{path.name}.creating")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    (staging / "experiment.yaml").write_text(experiment.to_yaml())
     manifest = {
         "algos": list(algos),
         "seeds": list(seeds),
         "target": target,
         "created": dt.datetime.now().isoformat(timespec="seconds"),
     }
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    os.replace(staging, path)
+
+    def build(staging: Path, name: str) -> None:
+        (staging / "experiment.yaml").write_text(experiment.to_yaml())
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+    path = create_folder(out, f"compare-{experiment.name}-{stamp}", build)
     return CompareFolder(path, experiment, list(algos), list(seeds), target)
 
 
@@ -167,6 +156,7 @@ def compare(
         gpus_per_trial=exp.budget.gpus_per_trial,
         gpus=gpus,
         trials_per_gpu=trials_per_gpu,
+        ray_spec=exp.ray,
     )
     plan = folder.planned()
     try:
@@ -199,7 +189,9 @@ def _run_plan(
         store = (
             RunStore.open(run_dir)
             if run_dir.is_dir()
-            else RunStore.create(run_dir, exp.with_overrides(seed=seed), algo, seed)
+            else RunStore.create(
+                folder.path, run_dir.name, exp.with_overrides(seed=seed), algo, seed, numbered=False
+            )
         )
         try:
             if not (run_dir / "summary.json").exists():
@@ -233,6 +225,8 @@ def _new_compare(
         raise UserInputError(f"--algos: an algorithm is named twice ({', '.join(names)})")
     if seeds < 1:
         raise UserInputError(f"--seeds: must be at least 1 (got {seeds})")
+    if name is not None:
+        check_name(name, "--name")
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     exp = exp.with_overrides(trials=trials, parallel=parallel, name=name)
     build_objective(exp.objective).check()
@@ -313,6 +307,9 @@ def results(
             "planned_seeds": folder.seeds,
             "trials": exp.budget.trials,
             "runs_finished": len(scored),
+            "runs_without_success": [
+                f"{exp.name}-{s.algo}-s{s.seed}" for s in scored if s.best is None
+            ],
             "runs_planned": len(folder.planned()),
             "reference_point": None if reference is None else _natural(reference, exp),
         }

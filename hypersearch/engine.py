@@ -33,11 +33,15 @@ from hypersearch.executors import (
     make_executor,
 )
 from hypersearch.executors.base import COMPLETE, FAIL, PopulationRequest
-from hypersearch.experiment import RESERVED_COLUMNS, Experiment, load_experiment
+from hypersearch.experiment import RESERVED_COLUMNS, Experiment, check_name, load_experiment
 from hypersearch.objectives.base import build_objective, check_objectives, trial_seed
+from hypersearch.processes import trial_dir_free
 from hypersearch.store import INFO_ATTR, RunStore, TrialRecord
 
 POLL_SECONDS = 1.0
+# How long a resumed run waits for the processes of the killed run (which die within moments of
+# it) to let go of a cut-off trial's folder before it gives the trial a new number instead.
+ORPHAN_WAIT_S = 10.0
 
 
 class Progress(Protocol):
@@ -101,6 +105,22 @@ def optimize(
         _Queued(r.number, r.params, space.encode(r.params)) for r in store.running()
     )
     algorithm.pending([item.x for item in queue])
+    deadline = time.monotonic() + ORPHAN_WAIT_S
+    for item in list(queue):  # cut off by a kill: run again, in a folder nobody else holds
+        wait = max(0.0, deadline - time.monotonic())
+        if not trial_dir_free(store.run_dir / "trials" / str(item.number), wait):
+            queue.remove(item)
+            retry = _Queued(
+                store.start_trial(item.config), item.config, item.x, retry_of=item.number
+            )
+            lost = TrialResult.failed(
+                _request(store, item),
+                "worker_lost",
+                "still running in a process of the killed run; retried as a new trial",
+            )
+            record = store.finish_trial(lost, retried_as=retry.number)
+            algorithm.tell([Observation(item.x, store.losses(record))])
+            queue.append(retry)
     in_flight: dict[int, tuple[list[_Queued], TrialRequest]] = {}  # handle -> its trial(s)
     ladders: dict[int, list[int]] = {}  # batch sizes that ran out of memory, per trial
     split: dict[int, list[int]] = {}  # population sizes that ran out of memory, per trial
@@ -108,18 +128,8 @@ def optimize(
     key = _population_key(experiment) if population > 1 else None
     changed = False  # since the last export
 
-    def request_for(item: _Queued) -> TrialRequest:
-        return TrialRequest(
-            item.number,
-            item.config,
-            trial_seed(store.seed, item.number),
-            store.run_dir / "trials" / str(item.number),
-            experiment.budget.trial_timeout,
-            item.overrides,
-        )
-
     def dispatch(group: list[_Queued]) -> None:
-        requests = [request_for(item) for item in group]
+        requests = [_request(store, item) for item in group]
         request = requests[0] if len(requests) == 1 else PopulationRequest.of(requests)
         executor.submit(request)
         in_flight[request.number] = (group, request)
@@ -201,6 +211,17 @@ def optimize(
         if observations:
             algorithm.tell(observations)
             changed = True
+
+
+def _request(store: RunStore, item: _Queued) -> TrialRequest:
+    return TrialRequest(
+        item.number,
+        item.config,
+        trial_seed(store.seed, item.number),
+        store.run_dir / "trials" / str(item.number),
+        store.experiment.budget.trial_timeout,
+        item.overrides,
+    )
 
 
 def _population_key(experiment: Experiment) -> Callable[[_Queued], Any]:
@@ -318,7 +339,7 @@ def run(
             f"--population: must be one of {', '.join(POPULATION_MODES)} (got {population!r})"
         )
     store = (
-        _resumed(Path(resume), algo, trials, parallel)
+        _resumed(Path(resume), algo, trials, parallel, storage)
         if resume is not None
         else _created(experiment, algo or "tpe", trials, parallel, seed, Path(out), name, storage)
     )
@@ -335,6 +356,7 @@ def run(
             gpus_per_trial=exp.budget.gpus_per_trial,
             gpus=gpus,
             trials_per_gpu=trials_per_gpu,
+            ray_spec=exp.ray,
         )
         with pool:
             return drive(store, pool, progress, population)
@@ -401,28 +423,37 @@ def _created(
 ) -> RunStore:
     if experiment is None:
         raise UserInputError("no experiment given")
+    if name is not None:
+        check_name(name, "--name")
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     exp = exp.with_overrides(trials=trials, parallel=parallel, seed=seed, name=name)
     algorithms.get_algorithm(algo)
     build_objective(exp.objective).check()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = f"{exp.name}-{algo}-s{exp.seed}-{stamp}"
-    for attempt in range(1, 1000):
-        run_dir = out / (base if attempt == 1 else f"{base}-{attempt}")
-        if not run_dir.exists():
-            return RunStore.create(run_dir, exp, algo, exp.seed, storage)
-    raise UserInputError(f"--out: too many runs named {base} in {out}")
+    return RunStore.create(out, base, exp, algo, exp.seed, storage)
 
 
-def _resumed(run_dir: Path, algo: str | None, trials: int | None, parallel: int | None) -> RunStore:
-    store = RunStore.open(run_dir)
-    if algo is not None and algo != store.algo:
+def _resumed(
+    run_dir: Path,
+    algo: str | None,
+    trials: int | None,
+    parallel: int | None,
+    storage: str | None = None,
+) -> RunStore:
+    """Reopen a run; the experiment.yaml is rewritten (new budget) only once the store is open
+    and proven writable."""
+    store = RunStore.open(run_dir, storage)
+    try:
+        if algo is not None and algo != store.algo:
+            raise UserInputError(f"--algo: {run_dir} was run with {store.algo!r}, not {algo!r}")
+        build_objective(store.experiment.objective).check()
+        if trials is not None or parallel is not None:
+            store.experiment = store.experiment.with_overrides(trials=trials, parallel=parallel)
+            store.save_experiment()
+    except BaseException:
         store.close()
-        raise UserInputError(f"--algo: {run_dir} was run with {store.algo!r}, not {algo!r}")
-    if trials is not None or parallel is not None:
-        store.experiment = store.experiment.with_overrides(trials=trials, parallel=parallel)
-        (run_dir / "experiment.yaml").write_text(store.experiment.to_yaml())
-    build_objective(store.experiment.objective).check()
+        raise
     return store
 
 

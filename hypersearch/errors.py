@@ -6,6 +6,11 @@ CLI can print ``error: <message>`` and exit 2 without a traceback.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 
@@ -32,6 +37,11 @@ class UnknownAlgorithmError(UserInputError):
 
 class RunFolderError(UserInputError):
     """A run folder that cannot be resumed or reported (missing, or not a hypersearch run)."""
+
+
+class NameTaken(HypersearchError):
+    """A run's name is already taken (its folder, or its study in a shared storage): try the
+    next free one."""
 
 
 class AlgorithmError(HypersearchError):
@@ -76,10 +86,41 @@ def format_validation_error(err: Any, prefix: str = "") -> ExperimentError:
     elif kind == "union_tag_not_found":
         message = "required field is missing"
         path = f"{path}.type"
+    elif kind in _TYPE_RULES:
+        message = f"must be {_TYPE_RULES[kind]} (got {_described(value)})"
     else:
         msg = first["msg"].removeprefix("Value error, ")
         message = f"{msg[:1].lower()}{msg[1:]} (got {_short(value)})"
     return ExperimentError(path, " ".join(message.split()))
+
+
+# Pydantic's type errors, as the rule they break (values are taken as YAML typed them).
+_TYPE_RULES = {
+    "float_type": "a number",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+
+
+def _described(value: Any) -> str:
+    """A value as the user wrote it in YAML: the string '1e-3', true, 3, a list."""
+    if isinstance(value, str):
+        return f"the string {_short(value)}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if value is None:
+        return "nothing (null)"
+    return _short(value)
 
 
 # Discriminated-union tags that pydantic inserts into error locations (params.lr.float.low).
@@ -89,3 +130,152 @@ _UNION_TAGS = frozenset({"float", "int", "categorical"})
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+# -- low-level errors as one-line user errors --------------------------------------------------
+
+
+@contextlib.contextmanager
+def user_errors(
+    field: str, target: str | Path | None = None, *, writing: bool = False
+) -> Iterator[None]:
+    """Turn the file, text-decoding and database errors raised inside into one-line
+    ``UserInputError``s that name ``field`` (a flag such as ``--out``, or a path) and
+    ``target`` (the file, folder or database URL it concerns; a URL's password never shows).
+
+    This is the one place where such errors become messages, so that every call site that reads
+    an experiment, creates a folder or opens a study says the same thing the same way.
+    """
+    try:
+        yield
+    except HypersearchError:
+        raise
+    except Exception as err:
+        message = describe(err, target, writing=writing)
+        if message is None:
+            raise
+        raise UserInputError(f"{field}: {message}") from None
+
+
+def describe(err: BaseException, target: str | Path | None, *, writing: bool) -> str | None:
+    """One line for a file, decoding or database error (or one that wraps such an error, as
+    Optuna's storage errors do); None for anything else (a bug)."""
+    seen: BaseException | None = err
+    while seen is not None:
+        message = _describe_one(seen, target, writing=writing)
+        if message is not None:
+            return message
+        seen = seen.__cause__
+    return None
+
+
+def _describe_one(err: BaseException, target: str | Path | None, *, writing: bool) -> str | None:
+    if isinstance(err, UnicodeDecodeError):
+        return (
+            f"{target or 'the file'} is not UTF-8 text (byte {err.object[err.start]:#04x} at "
+            f"position {err.start}: a binary file, or another encoding such as UTF-16)"
+        )
+    if isinstance(err, json.JSONDecodeError):
+        return f"{target or 'the file'} is not valid JSON ({err.msg} at line {err.lineno})"
+    if isinstance(err, OSError) and err.errno is not None:
+        return _os_error(err, target, writing)
+    return _database_error(err, None if target is None else str(target))
+
+
+def _os_error(err: OSError, target: str | Path | None, writing: bool) -> str:
+    where = err.filename if target is None else target
+    reason = err.strerror or type(err).__name__
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+        return f"{where} is not {'writable' if writing else 'readable'} ({reason})"
+    if err.errno in (errno.ENOTDIR, errno.EEXIST) and writing:
+        return f"{where} is not writable (not a folder)"
+    if err.errno == errno.ENOENT:
+        return f"{where} does not exist"
+    if err.errno == errno.EISDIR:
+        return f"{where} is a folder, not a file"
+    return f"{where}: {reason}"
+
+
+# The Python package each SQLAlchemy database driver comes from, for "needs the … package".
+_DRIVER_PACKAGES = {
+    "psycopg": "'psycopg[binary]'",
+    "psycopg2": "psycopg2-binary",
+    "MySQLdb": "mysqlclient",
+    "pymysql": "PyMySQL",
+}
+
+
+def _database_error(err: BaseException, url: str | None) -> str | None:
+    """A storage URL that SQLAlchemy cannot parse, whose driver is missing, or whose database
+    cannot be reached or written; None if ``err`` is none of these."""
+    missing = _missing_module(err)
+    try:
+        import sqlalchemy.exc
+    except ImportError:  # pragma: no cover (a dependency)
+        return None
+    backend, where = _backend(url)
+    if missing is not None:
+        package = _DRIVER_PACKAGES.get(missing, missing)
+        return f"{backend} needs the {missing} package (pip install {package})"
+    if isinstance(err, sqlalchemy.exc.NoSuchModuleError | sqlalchemy.exc.ArgumentError):
+        return f"not a database URL SQLAlchemy understands ({_first_line(err)})"
+    if not isinstance(err, sqlalchemy.exc.DBAPIError):
+        return None
+    reason = _dbapi_reason(err)
+    if where is None:  # SQLite: a file
+        return f"cannot use the database {url_database(url)} ({reason})"
+    if isinstance(err, sqlalchemy.exc.OperationalError):
+        return f"cannot connect to {backend} at {where} ({reason})"
+    return f"{backend} at {where}: {reason}"
+
+
+def _missing_module(err: BaseException) -> str | None:
+    """The module a missing-driver error is about (Optuna wraps SQLAlchemy's ImportError)."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ModuleNotFoundError) and seen.name:
+            return seen.name.split(".")[0]
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _backend(url: str | None) -> tuple[str, str | None]:
+    """(backend name, ``host:port`` or None for a file database) of a storage URL."""
+    if url is None:
+        return "the database", None
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception:
+        return "the database", None
+    backend = parsed.get_backend_name()
+    if not parsed.host:
+        return backend, None
+    return backend, f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host
+
+
+def url_database(url: str | None) -> str:
+    """The database a URL names (a SQLite file's path), for messages."""
+    if url is None:
+        return "the database"
+    try:
+        from sqlalchemy.engine import make_url
+
+        return str(make_url(url).database)
+    except Exception:
+        return "the database"
+
+
+def _dbapi_reason(err: Any) -> str:
+    """What the database driver said, shortened: 'connection refused', 'password
+    authentication failed for user "x"', 'attempt to write a readonly database'."""
+    text = " ".join(str(getattr(err, "orig", err) or type(err).__name__).split())
+    if " failed: " in text:  # libpq: connection to server at "h", port p failed: <why>
+        text = text.rsplit(" failed: ", 1)[1]
+    text = text.removeprefix("FATAL: ").split(" Is the server running")[0].strip()
+    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+
+
+def _first_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:200]

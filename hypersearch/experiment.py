@@ -15,11 +15,13 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from hypersearch.errors import ExperimentError, format_validation_error
+from hypersearch.errors import ExperimentError, format_validation_error, user_errors
 from hypersearch.objectives.trainer.settings import METRICS, TUNABLE, TrainerSpec
 from hypersearch.space import Param, SearchSpace, StrictModel, rule_error
 
-NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+# Letters, digits, '.', '_' and '-'; never a leading dot (".", ".." or a hidden folder).
+NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"
+NAME_RULE = "1-64 letters, digits, '.', '_' or '-', not starting with a dot"
 METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # Columns of trials.csv that a parameter or metric must not shadow.
 RESERVED_COLUMNS = frozenset({"number", "state", "duration_s", "error", "device"})
@@ -119,16 +121,51 @@ class Budget(StrictModel):
         return value
 
 
+class RaySpec(StrictModel):
+    """What Ray gives every trial with ``--executor ray``: Ray's own ``runtime_env`` (local
+    ``working_dir`` and ``py_modules`` paths are taken from the experiment's folder) and the
+    names of the driver's environment variables to copy into it at run time (their values
+    are never written to the run folder)."""
+
+    runtime_env: dict[str, Any] = {}
+    forward_env: list[str] = []
+
+    @field_validator("runtime_env")
+    @classmethod
+    def _local_paths(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        env = dict(value)
+        if isinstance(env.get("working_dir"), str) and "://" not in env["working_dir"]:
+            env["working_dir"] = str(_resolve(env["working_dir"], info))
+        if isinstance(env.get("py_modules"), list):
+            env["py_modules"] = [
+                str(_resolve(m, info)) if isinstance(m, str) and "://" not in m else m
+                for m in env["py_modules"]
+            ]
+        env_vars = env.get("env_vars", {})
+        if not isinstance(env_vars, dict) or not all(isinstance(v, str) for v in env_vars.values()):
+            raise rule_error("env_vars", f"must map names to strings (got {env_vars!r})")
+        return env
+
+    @field_validator("forward_env")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"must be environment variable names (got {name!r})")
+        return value
+
+
 class Experiment(StrictModel):
     """A validated experiment: from :func:`load_experiment` or :func:`parse_experiment`."""
 
-    name: Annotated[str, Field(pattern=NAME_PATTERN)] = "experiment"
+    name: str = "experiment"
     seed: int = 0
     objective: ObjectiveSpec
     objectives: dict[str, Direction] = {}
     params: dict[str, Param] = {}
     budget: Budget = Budget()
     algorithm: dict[str, dict[str, Any]] = {}
+    ray: RaySpec = RaySpec()
     # Hypervolume reference point, in each objective's own units (default: derived from the
     # observed values; see pareto.py).
     reference_point: dict[str, Annotated[float, Field(allow_inf_nan=False)]] | None = None
@@ -160,6 +197,13 @@ class Experiment(StrictModel):
             except (ValidationError, ExperimentError):
                 pass  # reported, with its field, by the validators that follow
         return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(NAME_PATTERN, value):
+            raise ValueError(f"must be {NAME_RULE}")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Experiment:
@@ -244,6 +288,8 @@ class Experiment(StrictModel):
         """The resolved experiment (defaults filled in, paths absolute) as YAML."""
         data = self.model_dump(mode="json", exclude_none=True)
         data["params"] = self.space.to_dict()
+        if self.ray == RaySpec():
+            del data["ray"]
         return yaml.safe_dump(data, sort_keys=False)
 
     def with_overrides(self, **changes: Any) -> Experiment:
@@ -278,12 +324,18 @@ _Loader.add_implicit_resolver(
 )
 
 
+# Nodes a document may expand to, aliases included: far above any real experiment, far below
+# what a "billion laughs" file (nested aliases, exponential growth) needs to hang the reader.
+MAX_YAML_NODES = 10_000
+
+
 def read_yaml(text: str, source: str = "experiment") -> Any:
-    """Parse YAML safely; syntax errors and unsafe tags become one-line errors with a position."""
+    """Parse YAML safely; syntax errors, unsafe tags, repeated keys and documents that expand
+    past ``MAX_YAML_NODES`` become one-line errors with a position."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        _reject_duplicate_keys(node, [])
+        _check_nodes(node, [], [0])
         return None if node is None else loader.construct_document(node)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
@@ -296,8 +348,17 @@ def read_yaml(text: str, source: str = "experiment") -> Any:
         loader.dispose()
 
 
-def _reject_duplicate_keys(node: yaml.Node | None, path: list[str]) -> None:
-    """PyYAML keeps the last of two equal keys silently; a repeated key is an error here."""
+def _check_nodes(node: yaml.Node | None, path: list[str], count: list[int]) -> None:
+    """Walk the document as it expands (an alias counts each time it is used): PyYAML keeps
+    the last of two equal keys silently, so a repeated key is an error here; and a document
+    that expands past ``MAX_YAML_NODES`` is refused before anything is built from it."""
+    count[0] += 1
+    if count[0] > MAX_YAML_NODES:
+        raise ExperimentError(
+            ".".join(path) or "experiment",
+            f"expands to more than {MAX_YAML_NODES} values through YAML aliases "
+            "(a 'billion laughs' file?)",
+        )
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, yaml.Mark] = {}
         for key_node, value_node in node.value:
@@ -311,10 +372,10 @@ def _reject_duplicate_keys(node: yaml.Node | None, path: list[str]) -> None:
                     f"line {seen[key].line + 1})",
                 )
             seen[key] = mark
-            _reject_duplicate_keys(value_node, [*path, key])
+            _check_nodes(value_node, [*path, key], count)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _reject_duplicate_keys(item, [*path, str(index)])
+            _check_nodes(item, [*path, str(index)], count)
 
 
 def parse_experiment(
@@ -325,7 +386,7 @@ def parse_experiment(
         raise ExperimentError(
             "experiment", f"must be a mapping of fields (got {type(data).__name__})"
         )
-    if default_name and "name" not in data and re.match(NAME_PATTERN, default_name):
+    if default_name and "name" not in data and re.fullmatch(NAME_PATTERN, default_name):
         data = {"name": default_name, **data}
     try:
         return Experiment.model_validate(data, context={"base_dir": str(base_dir)})
@@ -334,14 +395,18 @@ def parse_experiment(
 
 
 def load_experiment(path: str | Path) -> Experiment:
-    """Read and validate an experiment file."""
+    """Read and validate an experiment file (UTF-8, with or without a byte-order mark)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ExperimentError(str(path), f"cannot read the file ({err.strerror})") from None
+    with user_errors(str(path), "the file"):
+        text = path.read_bytes().decode("utf-8-sig")
     data = read_yaml(text, source=str(path))
     return parse_experiment(data, base_dir=path.resolve().parent, default_name=path.stem)
+
+
+def check_name(name: str, field: str) -> None:
+    """A run or experiment name: it becomes part of a folder name."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ExperimentError(field, f"must be {NAME_RULE} (got {name!r})")
 
 
 def packaged_experiments_dir() -> Path:

@@ -23,7 +23,7 @@ from rich.table import Table
 from hypersearch import pareto
 from hypersearch.results import COMPLETE, RunData
 from hypersearch.stats import Results
-from hypersearch.store import RunStore, TrialRecord
+from hypersearch.store import MAX_METRICS, RunStore, TrialRecord
 
 
 def say(console: Console, text: str) -> None:
@@ -49,8 +49,8 @@ class RunProgress:
         self.console = console
         self.budget = store.experiment.budget.trials
         self.primary = next(iter(store.experiment.objectives))
-        self.failed = sum(r.state == "FAIL" for r in store.finished())
-        self.done = len(store.finished())
+        self.done, self.failed = _counts(store)
+        self._warned_dropped = False
         self._bar: Progress | None = None
         if console.is_terminal:
             self._bar = Progress(
@@ -87,8 +87,15 @@ class RunProgress:
             self._bar.stop()
 
     def trial_finished(self, record: TrialRecord, store: RunStore) -> None:
-        self.done += 1
-        self.failed += record.state == "FAIL"
+        self.done, self.failed = _counts(store)
+        if record.dropped and not self._warned_dropped:  # once per run: it is in every trial
+            self._warned_dropped = True
+            shown = ", ".join(record.dropped[:3]) + (", …" if len(record.dropped) > 3 else "")
+            say(
+                self.console,
+                f"warning: trial {record.number} returned {len(record.dropped)} metrics beyond "
+                f"the {MAX_METRICS} stored (with the objectives); dropped {shown}",
+            )
         best = self._best(store)
         if self._bar is not None:
             self._bar.update(self._task, completed=self.done, failed=self.failed, best=best)
@@ -103,6 +110,13 @@ class RunProgress:
             f"trial {record.number} {record.state} {outcome} · best {best} · "
             f"{self.done}/{self.budget} done, {self.failed} failed",
         )
+
+
+def _counts(store: RunStore) -> tuple[int, int]:
+    """Finished trials that count toward the budget, and the failed ones among them (a trial
+    whose lost worker was retried is replaced by its retry)."""
+    counted = [r for r in store.finished() if not r.superseded]
+    return len(counted), sum(r.state == "FAIL" for r in counted)
 
 
 def best_trials_table(run: RunData, limit: int = 5) -> Table:
@@ -131,7 +145,8 @@ def best_trials_table(run: RunData, limit: int = 5) -> Table:
         )
     for name in run.experiment.params:
         table.add_column(name, justify="right", overflow="ellipsis")
-    table.add_column("s", justify="right", no_wrap=True)
+    # Parameter names are identifiers, so this header never collides with one.
+    table.add_column("duration (s)", justify="right", no_wrap=True)
     for _, row in rows.iterrows():
         seconds = "" if pd.isna(row["duration_s"]) else f"{row['duration_s']:.2f}"
         table.add_row(
@@ -141,6 +156,16 @@ def best_trials_table(run: RunData, limit: int = 5) -> Table:
             seconds,
         )
     return table
+
+
+def every_trial_failed(run: RunData) -> str | None:
+    """``every trial failed; first error: …`` when a run finished trials and none succeeded."""
+    finished = run.finished
+    if finished.empty or (finished["state"] == COMPLETE).any():
+        return None
+    first = finished.iloc[0]
+    error = str(first["error"]).removeprefix("exception: ")
+    return f"every trial failed; first error: {error} (trial {first['number']})"
 
 
 def print_run_end(console: Console, run: RunData, interrupted: bool) -> None:
@@ -267,6 +292,11 @@ def describe(results: Results) -> list[str]:
         "wall_s: median wall time of a run; overhead_ms_per_trial: the engine's own time (ask, "
         "tell, storage) per trial, median over runs; failed: failed trials over all seeds.",
     ]
+    if notes.get("runs_without_success"):
+        lines.append(
+            "No successful trial in: " + ", ".join(notes["runs_without_success"]) + " (these runs "
+            "rank last)."
+        )
     if notes.get("reference_point"):
         ref = ", ".join(f"{m}={_num(v, 6)}" for m, v in notes["reference_point"].items())
         lines.append(f"Hypervolume reference point (shared by every run): {ref}.")

@@ -130,7 +130,10 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object, or None when the file is missing or damaged (not UTF-8, not JSON, not an
+    object): the exports are rewritten by the run, so a reader makes do without them."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        data = json.loads(path.read_bytes().decode())
+    except (FileNotFoundError, ValueError):  # JSONDecodeError and UnicodeDecodeError
         return None
+    return data if isinstance(data, dict) else None

@@ -64,9 +64,11 @@ def rule_error(field: str | None, message: str) -> PydanticCustomError:
 
 
 class StrictModel(BaseModel):
-    """Base for schema models: unknown keys are rejected with a did-you-mean hint."""
+    """Base for schema models: unknown keys are rejected with a did-you-mean hint, and values
+    are taken as YAML typed them (a quoted "1e-3" is a string, not a number; "yes" is not a
+    boolean); only an integer is also a valid float."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -77,7 +79,9 @@ class StrictModel(BaseModel):
                 if key not in known:
                     close = difflib.get_close_matches(str(key), sorted(known), n=1)
                     hint = f" (did you mean '{close[0]}'?)" if close else ""
-                    raise rule_error(str(key), f"unknown field{hint}; allowed: {', '.join(known)}")
+                    raise rule_error(
+                        str(key), f"unknown field{hint}; allowed: {', '.join(sorted(known))}"
+                    )
         return data
 
 

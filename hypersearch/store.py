@@ -21,7 +21,6 @@ import functools
 import json
 import os
 import platform
-import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -34,12 +33,16 @@ import pandas as pd
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
-from hypersearch import pareto
-from hypersearch.errors import RunFolderError
+from hypersearch import database, pareto
+from hypersearch.errors import NameTaken, RunFolderError, UserInputError, user_errors
 from hypersearch.executors.base import COMPLETE, FAIL, TrialResult
 from hypersearch.experiment import Experiment, load_experiment
+from hypersearch.folders import create_folder
 
 RUNNING = "RUNNING"
+# Metrics stored per trial besides the objectives: a trial that returns thousands would
+# otherwise hold the driver and grow trials.csv by as many columns.
+MAX_METRICS = 256
 INFO_ATTR = "hypersearch"  # the per-trial user attr holding duration, device, reason, error
 _STATES = {TrialState.COMPLETE: COMPLETE, TrialState.FAIL: FAIL, TrialState.RUNNING: RUNNING}
 
@@ -57,6 +60,7 @@ class TrialRecord:
     error: str | None = None
     device: str | None = None
     superseded: bool = False  # its worker was lost and a retry took its place in the budget
+    dropped: list[str] = field(default_factory=list)  # metrics beyond MAX_METRICS, not stored
 
     @property
     def finished(self) -> bool:
@@ -66,24 +70,54 @@ class TrialRecord:
 class RunStore:
     """Opens or creates a run's study; records trials; writes the exports."""
 
-    def __init__(self, run_dir: Path, experiment: Experiment, manifest: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        experiment: Experiment,
+        manifest: dict[str, Any],
+        storage_url: str | None = None,
+        field: str = "--resume",
+    ) -> None:
+        """Open the study of ``run_dir`` (``storage_url``: the manifest's, with its password;
+        default SQLite in the folder) and check that it can be written, so that a run that
+        cannot record anything stops before it starts; errors are one line naming ``field``."""
         self.run_dir = run_dir
         self.experiment = experiment
         self.algo: str = manifest["algo"]
         self.seed: int = manifest["seed"]
-        self.storage_url: str = manifest.get("storage") or _sqlite_url(run_dir)
-        self._lock = _lock(run_dir)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self._rdb = _open_storage(self.storage_url)
-        self.storage = optuna.storages.get_storage(self._rdb)
-        self.study_name: str = manifest["study_name"]
-        self.study = optuna.load_study(study_name=self.study_name, storage=self.storage)
-        self._study_id = self.storage.get_study_id_from_name(self.study_name)
+        url = storage_url or manifest.get("storage") or database.sqlite_url(run_dir)
+        self.storage_url: str = database.masked(url) or url
+        with user_errors(field, run_dir, writing=True):
+            self._lock = _lock(run_dir)
+        try:
+            self._rdb = database.open_storage(url, field)
+            self.storage = optuna.storages.get_storage(self._rdb)
+            self.study_name: str = manifest["study_name"]
+            with user_errors(field, url, writing=True):
+                try:
+                    self.study = optuna.load_study(study_name=self.study_name, storage=self.storage)
+                except KeyError:
+                    raise UserInputError(
+                        f"{field}: no study named {self.study_name!r} in {self.storage_url}"
+                    ) from None
+                # A write (when this session opened the study) proves the study can be recorded
+                # before anything else is changed.
+                self._study_id = self.storage.get_study_id_from_name(self.study_name)
+                self.storage.set_study_system_attr(
+                    self._study_id,
+                    "hypersearch:opened",
+                    dt.datetime.now().isoformat(timespec="seconds"),
+                )
+                trials = self.study.get_trials(deepcopy=False)
+        except BaseException:
+            self._lock.close()
+            raise
         self._distributions = experiment.space.distributions()
         self.records: dict[int, TrialRecord] = {}
         self._front: tuple[int, list[TrialRecord]] | None = None  # (finished trials, front)
         self._trial_ids: dict[int, int] = {}
-        for trial in self.study.get_trials(deepcopy=False):
+        self._user_attrs = _user_attr_table(self._rdb)
+        for trial in trials:
             self.records[trial.number] = _record(trial)
             self._trial_ids[trial.number] = trial._trial_id
 
@@ -91,52 +125,62 @@ class RunStore:
 
     @classmethod
     def create(
-        cls, run_dir: Path, experiment: Experiment, algo: str, seed: int, storage: str | None = None
+        cls,
+        out: Path,
+        base: str,
+        experiment: Experiment,
+        algo: str,
+        seed: int,
+        storage: str | None = None,
+        *,
+        numbered: bool = True,
     ) -> RunStore:
-        """A new run folder with a new study (``storage``: any SQLAlchemy URL; default SQLite).
+        """A new run folder ``out/base`` (``base-2``, … when the name is taken, unless not
+        ``numbered``) with a new study (``storage``: any SQLAlchemy URL; default SQLite in the
+        folder). The folder appears whole or not at all (``folders.create_folder``); a study
+        name already in a shared storage moves on to the next free name."""
 
-        The folder is built under a hidden name and renamed into place once complete, so a kill
-        during creation never leaves a half-made run folder that cannot be resumed.
-        """
-        if run_dir.exists():
-            raise RunFolderError(f"--out: run folder {run_dir} already exists")
-        staging = run_dir.with_name(f".{run_dir.name}.creating")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        _atomic_write(staging / "experiment.yaml", experiment.to_yaml())
-        manifest = {
-            "algo": algo,
-            "seed": seed,
-            "storage": storage,
-            "study_name": run_dir.name,
-            "created": dt.datetime.now().isoformat(timespec="seconds"),
-        }
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        rdb = _open_storage(storage or _sqlite_url(staging))
-        study = optuna.create_study(
-            storage=rdb, study_name=run_dir.name, directions=experiment.directions
-        )
-        study.set_user_attr(
-            "hypersearch", {"algo": algo, "seed": seed, "objectives": experiment.objectives}
-        )
-        rdb.engine.dispose()
-        _atomic_write(staging / "run.json", json.dumps(manifest, indent=2))
-        try:
-            staging.rename(run_dir)
-        except OSError:
-            raise RunFolderError(f"--out: run folder {run_dir} already exists") from None
-        return cls(run_dir, experiment, manifest)
+        def build(staging: Path, name: str) -> None:
+            _atomic_write(staging / "experiment.yaml", experiment.to_yaml())
+            manifest = {
+                "algo": algo,
+                "seed": seed,
+                "storage": database.masked(storage),
+                "study_name": name,
+                "created": dt.datetime.now().isoformat(timespec="seconds"),
+            }
+            rdb = database.open_storage(storage or database.sqlite_url(staging), "--storage")
+            try:
+                with user_errors("--storage", storage or staging, writing=True):
+                    study = optuna.create_study(
+                        storage=rdb, study_name=name, directions=experiment.directions
+                    )
+                    study.set_user_attr(
+                        INFO_ATTR, {"algo": algo, "seed": seed, "objectives": experiment.objectives}
+                    )
+            except optuna.exceptions.DuplicatedStudyError:
+                raise NameTaken(name) from None
+            finally:
+                rdb.engine.dispose()
+            _atomic_write(staging / "run.json", json.dumps(manifest, indent=2))
+
+        run_dir = create_folder(out, base, build, numbered=numbered)
+        manifest = read_manifest(run_dir, "--out")
+        return cls(run_dir, experiment, manifest, storage, field="--storage")
 
     @classmethod
-    def open(cls, run_dir: Path) -> RunStore:
-        """Reopen a run folder (to resume or report it)."""
-        manifest_path = run_dir / "run.json"
-        if not manifest_path.is_file():
-            raise RunFolderError(
-                f"--resume: {run_dir} is not a hypersearch run folder (no run.json)"
-            )
-        manifest = json.loads(manifest_path.read_text())
-        return cls(run_dir, load_experiment(run_dir / "experiment.yaml"), manifest)
+    def open(cls, run_dir: Path, storage: str | None = None) -> RunStore:
+        """Reopen a run folder to resume it (``storage``: the URL with its password, when the
+        saved one had one)."""
+        manifest = read_manifest(run_dir, "--resume")
+        url = database.resumed_url(manifest.get("storage"), storage)
+        experiment = load_experiment(run_dir / "experiment.yaml")
+        return cls(run_dir, experiment, manifest, url)
+
+    def save_experiment(self) -> None:
+        """Rewrite experiment.yaml (after a resume changed the budget)."""
+        with user_errors("run folder", self.run_dir, writing=True):
+            _atomic_write(self.run_dir / "experiment.yaml", self.experiment.to_yaml())
 
     def close(self) -> None:
         self._rdb.engine.dispose()  # SQLite checkpoints its write-ahead log into study.db
@@ -159,7 +203,8 @@ class RunStore:
             intermediate_values={},
             trial_id=-1,
         )
-        trial_id = self.storage.create_new_trial(self._study_id, template_trial=template)
+        with user_errors("run folder", self.storage_url, writing=True):
+            trial_id = self.storage.create_new_trial(self._study_id, template_trial=template)
         # Optuna numbers a study's trials in creation order, and this store is the study's only
         # writer (the run folder's lock), so the number is the count so far: no query needed.
         number = len(self._trial_ids)
@@ -170,10 +215,10 @@ class RunStore:
     def finish_trial(self, result: TrialResult, **info_extra: Any) -> TrialRecord:
         """Record a result; a COMPLETE result must carry every objective metric (finite).
         ``info_extra`` (e.g. the batch sizes an out-of-memory ladder tried) joins the trial's
-        ``hypersearch`` user attr."""
+        ``hypersearch`` user attr. The objectives and the first ``MAX_METRICS`` other metrics
+        are stored (the rest is counted in ``dropped_metrics``), in one transaction."""
         trial_id = self._trial_ids[result.number]
-        for key, value in result.metrics.items():
-            self.storage.set_trial_user_attr(trial_id, key, value)
+        metrics, dropped = self._capped(result.metrics)
         info = {
             "duration_s": result.duration_s,
             "device": result.device,
@@ -182,19 +227,45 @@ class RunStore:
             "traceback": result.traceback,
             **info_extra,
         }
-        self.storage.set_trial_user_attr(trial_id, INFO_ATTR, info)
-        if result.state == COMPLETE:
-            values = [result.metrics[m] for m in self.experiment.objectives]
-            self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE, values)
-        else:
-            self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        if dropped:
+            info["dropped_metrics"] = {"count": len(dropped), "first": dropped[:5]}
+        with user_errors("run folder", self.storage_url, writing=True):
+            self._write_user_attrs(trial_id, {**metrics, INFO_ATTR: info})
+            if result.state == COMPLETE:
+                values = [metrics[m] for m in self.experiment.objectives]
+                self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE, values)
+            else:
+                self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
         record = self.records[result.number]
-        record.state, record.metrics = result.state, dict(result.metrics)
+        record.state, record.metrics = result.state, metrics
         record.duration_s, record.device = result.duration_s, result.device
         record.reason = result.reason
         record.superseded = info.get("retried_as") is not None
         record.error = f"{result.reason}: {result.error}" if result.state == FAIL else None
+        record.dropped = dropped
         return record
+
+    def _capped(self, metrics: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
+        """The objectives and the first ``MAX_METRICS`` other metrics; and the names left out."""
+        objectives = self.experiment.objectives
+        others = [k for k in metrics if k not in objectives]
+        kept = {k: metrics[k] for k in objectives if k in metrics}
+        kept |= {k: metrics[k] for k in others[:MAX_METRICS]}
+        return kept, others[MAX_METRICS:]
+
+    def _write_user_attrs(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
+        """Every user attr of a trial in one transaction, in Optuna's own table (Optuna's API
+        commits once per attr: 256 metrics would hold the driver for a quarter of a second)."""
+        rows = [
+            {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+            for key, value in attrs.items()
+        ]
+        table = self._user_attrs
+        with self._rdb.engine.begin() as connection:
+            connection.execute(
+                table.delete().where(table.c.trial_id == trial_id, table.c.key.in_(list(attrs)))
+            )
+            connection.execute(table.insert(), rows)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -309,12 +380,13 @@ class RunStore:
 
     def export(self, wall_seconds: float, overhead_seconds: float) -> dict[str, Any]:
         """Rewrite trials.csv, pareto.csv and summary.json (each atomically)."""
-        _atomic_write(self.run_dir / "trials.csv", self.trials_frame().to_csv(index=False))
         front = self.trials_frame(self.front())
         front = front[["number", *self.experiment.params, *self.experiment.objectives]]
-        _atomic_write(self.run_dir / "pareto.csv", front.to_csv(index=False))
         summary = self.summary(wall_seconds, overhead_seconds)
-        _atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+        with user_errors("run folder", self.run_dir, writing=True):
+            _atomic_write(self.run_dir / "trials.csv", self.trials_frame().to_csv(index=False))
+            _atomic_write(self.run_dir / "pareto.csv", front.to_csv(index=False))
+            _atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
         return summary
 
 
@@ -336,25 +408,28 @@ def _record(trial: FrozenTrial) -> TrialRecord:
     )
 
 
-def _open_storage(url: str) -> optuna.storages.RDBStorage:
-    """An Optuna RDB storage; SQLite in WAL mode (commits ~2x faster, readers never blocked;
-    still safe against a killed process, which is the failure that matters here)."""
-    storage = optuna.storages.RDBStorage(url)
-    if url.startswith("sqlite"):
-        sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
-        storage.engine.dispose()  # reconnect with the pragmas
-    return storage
+def read_manifest(run_dir: Path, field: str) -> dict[str, Any]:
+    """A run folder's ``run.json``: what it was run with (one line if missing or damaged)."""
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise RunFolderError(f"{field}: {run_dir} is not a hypersearch run folder (no run.json)")
+    with user_errors(field, path):
+        manifest = json.loads(path.read_bytes().decode())
+    missing = [
+        k
+        for k in ("algo", "seed", "study_name")
+        if not isinstance(manifest, dict) or k not in manifest
+    ]
+    if missing:
+        raise RunFolderError(f"{field}: {path} is damaged (no {', '.join(missing)})")
+    return manifest
 
 
-def _sqlite_pragmas(connection: Any, record: Any) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
-def _sqlite_url(run_dir: Path) -> str:
-    return f"sqlite:///{(run_dir / 'study.db').resolve()}"
+def _user_attr_table(storage: optuna.storages.RDBStorage) -> sqlalchemy.Table:
+    """Optuna's table of trial user attrs (its schema is what optuna-dashboard reads)."""
+    return sqlalchemy.Table(
+        "trial_user_attributes", sqlalchemy.MetaData(), autoload_with=storage.engine
+    )
 
 
 def _lock(run_dir: Path) -> Any:

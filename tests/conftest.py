@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import subprocess
 import sys
@@ -29,10 +30,19 @@ def write_experiment(tmp_path: Path):
     return write
 
 
+# A safety net against a hang, not an expectation: generous, so a loaded machine never meets it.
+CLI_TIMEOUT_S = 600
+
+
 def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 240, env: dict[str, str] | None = None
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = CLI_TIMEOUT_S,
+    env: dict[str, str] | None = None,
+    unprivileged: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``hypersearch ARGS`` as a user would: a real process, its exit code and output."""
+    """Run ``hypersearch ARGS`` as a user would: a real process, its exit code and output.
+    ``unprivileged``: without root's power to write where file permissions forbid it."""
     return subprocess.run(
         [sys.executable, "-m", "hypersearch.cli", *args],
         cwd=cwd or REPO,
@@ -41,7 +51,47 @@ def run_cli(
         timeout=timeout,
         env={**os.environ, **(env or {})},
         check=False,
+        preexec_fn=drop_file_privileges if unprivileged else None,
     )
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``hypersearch ARGS`` in this process (``cli.main``, as the console script calls it): its
+    exit code and output, like ``run_cli`` but without a new interpreter's start-up."""
+    from hypersearch.cli import main
+
+    def invoke(*args: str) -> subprocess.CompletedProcess[str]:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["hypersearch", *args], code, out, err)
+
+    return invoke
+
+
+def drop_file_privileges() -> None:
+    """In a child about to exec: give up root's permission override (CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH leave its bounding set), so a read-only folder is read-only to it too.
+    A non-root process has no such power to give up."""
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def read_only(path: Path) -> None:
+    """Make a file, or a folder and everything in it, read-only."""
+    for item in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        item.chmod(item.stat().st_mode & ~0o222)
+
+
+def writable(path: Path) -> None:
+    """Undo ``read_only`` (so pytest can clean the folder up)."""
+    for item in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        item.chmod(item.stat().st_mode | 0o200)
 
 
 def process_gone(pid: int) -> bool:

@@ -129,7 +129,7 @@ TRAINER = """
     objective: {trainer: {dataset: digits, model: mlp, epochs: 1}}
     params:
       lr: {type: float, low: 1.0e-3, high: 0.3, log: true}
-    budget: {trials: 2, parallel: 2, trial_timeout: 120}
+    budget: {trials: 2, parallel: 2, trial_timeout: 600}
 """
 
 
@@ -214,7 +214,7 @@ def f(config, ctx):
 """
 
 
-def wait_for_pids(path: Path, timeout: float = 60) -> list[int]:
+def wait_for_pids(path: Path, timeout: float = 600) -> list[int]:
     deadline = time.monotonic() + timeout
     while not path.exists() or len(path.read_text().split()) < 2:
         assert time.monotonic() < deadline, f"{path} never appeared"
@@ -237,7 +237,7 @@ def test_ray_executor_backstop_timeout_slots_and_shutdown(ray_address: str, tmp_
         executor.submit(TrialRequest(1, {"mode": "ok"}, 2, tmp_path / "t1"))
         assert executor.free_slots() == 0
         results = []
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 600
         while len(results) < 2 and time.monotonic() < deadline:
             results += executor.poll(1.0)
         by_number = {r.number: r for r in results}
@@ -274,11 +274,11 @@ def f(config, ctx):
 def run_trials(executor: RayExecutor, n: int, root: Path) -> list[TrialResult]:
     results: list[TrialResult] = []
     pending = list(range(n))
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 600
     while len(results) < n and time.monotonic() < deadline:
         while pending and executor.free_slots():
             number = pending.pop(0)
-            executor.submit(TrialRequest(number, {}, number, root / str(number), timeout=30))
+            executor.submit(TrialRequest(number, {}, number, root / str(number), timeout=600))
         results += executor.poll(1.0)
     assert len(results) == n, results
     return sorted(results, key=lambda r: r.number)

@@ -54,7 +54,7 @@ def kill_strays(root: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
-def wait_for(path: Path, timeout: float = 30.0) -> Path:
+def wait_for(path: Path, timeout: float = 600.0) -> Path:
     deadline = time.monotonic() + timeout
     while not path.exists():
         assert time.monotonic() < deadline, f"{path} never appeared"
@@ -81,7 +81,7 @@ def run_experiment(root: Path, text: str, *args: str, env: dict[str, str] | None
     (root / "exp.yaml").write_text(textwrap.dedent(text))
     out = str(root / "runs")
     args = ("run", str(root / "exp.yaml"), "--algo", "random", "--out", out, "--json", *args)
-    proc = run_cli(*args, cwd=root, timeout=120, env=env)
+    proc = run_cli(*args, cwd=root, env=env)
     return Run(proc)
 
 
@@ -420,7 +420,7 @@ def test_local_workers_run_nicer_than_the_driver(tmp_path: Path) -> None:
 
 # "sleep", not "hang": a grandchild started by a python objective running in the driver is out
 # of reach of any timeout (inline has no process group to kill) and holds run_cli's stdout open.
-INLINE_PY_MODES = ["raise", "nan", "inf", "sleep", "ok"]
+INLINE_PY_MODES = ["raise", "nan", "inf", "hang", "ok"]
 INLINE_CMD_MODES = ["ok", "exit3", "nan", "hang", "grandchild", "garbage"]
 
 
@@ -435,13 +435,31 @@ def inline_command_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run
         kill_strays(root)
 
 
+@pytest.fixture(scope="module")
+def inline_python_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    root = tmp_path_factory.mktemp("inline-python")
+    try:
+        yield run_experiment(
+            root, python_experiment(root, INLINE_PY_MODES, 5, 1), "--executor", "inline"
+        )
+    finally:
+        kill_strays(root)
+
+
 @pytest.mark.slow
-def test_inline_python_failures_become_fail_trials(tmp_path: Path) -> None:
-    run = run_experiment(
-        tmp_path, python_experiment(tmp_path, INLINE_PY_MODES, 5, 1), "--executor", "inline"
-    )
-    assert_budget(run, trials=5, complete=1)
-    check_rows(run, INLINE_PY_MODES, check_python_row)
+def test_inline_python_failures_become_fail_trials(inline_python_run: Run) -> None:
+    assert_budget(inline_python_run, trials=5, complete=1)
+    check_rows(inline_python_run, INLINE_PY_MODES, check_python_row)
+
+
+@pytest.mark.slow
+def test_inline_python_timeout_kills_what_the_trial_started(inline_python_run: Run) -> None:
+    """The python objective runs in the driver: after its timeout, the `sleep` it started is
+    killed too (the driver lives on, so its group cannot be killed as a worker's is)."""
+    names = [p.name for p in pid_files(inline_python_run.run_dir)]
+    assert names == ["grandchild.pid", "worker.pid"]
+    grandchild = int((inline_python_run.run_dir / "trials/3/grandchild.pid").read_text())
+    assert survivors([grandchild]) == []
 
 
 @pytest.mark.slow

@@ -174,7 +174,8 @@ MALFORMED = [
         objective: {python: "m:f"}
         params: {x: {type: float, low: 0, high: 1}}
      """,
-        "name: string should match pattern",
+        "name: must be 1-64 letters, digits, '.', '_' or '-', not starting with a dot "
+        "(got 'my run!')",
     ),
     (
         "long-run-name",
@@ -183,7 +184,7 @@ MALFORMED = [
         objective: {{python: "m:f"}}
         params: {{x: {{type: float, low: 0, high: 1}}}}
      """,
-        "name: string should match pattern",
+        "name: must be 1-64 letters, digits, '.', '_' or '-', not starting with a dot (got 'aaaa",
     ),
     (
         "two-objective-kinds",
@@ -256,7 +257,86 @@ MALFORMED = [
         objective: {python: "m:f"}
         params: {x: {type: float, low: abc, high: 1}}
      """,
-        "params.x.low: input should be a valid number",
+        "params.x.low: must be a number (got the string 'abc')",
+    ),
+    # Values are taken as YAML typed them: a quoted number is a string, "yes" is not a boolean.
+    (
+        "quoted-number",
+        """
+        objective: {python: "m:f"}
+        params: {x: {type: float, low: "1e-3", high: 1}}
+     """,
+        "params.x.low: must be a number (got the string '1e-3')",
+    ),
+    (
+        "quoted-integer-high",
+        """
+        objective: {python: "m:f"}
+        params: {x: {type: float, low: 0, high: "1"}}
+     """,
+        "params.x.high: must be a number (got the string '1')",
+    ),
+    (
+        "boolean-as-number",
+        """
+        objective: {python: "m:f"}
+        params: {x: {type: float, low: true, high: 1}}
+     """,
+        "params.x.low: must be a number (got true)",
+    ),
+    (
+        "string-as-boolean",
+        """
+        objective: {python: "m:f"}
+        params: {x: {type: float, low: 1, high: 2, log: "yes"}}
+     """,
+        "params.x.log: must be true or false (got the string 'yes')",
+    ),
+    (
+        "quoted-budget",
+        """
+        objective: {python: "m:f"}
+        params: {x: {type: float, low: 1, high: 2}}
+        budget: {trials: "10"}
+     """,
+        "budget.trials: must be an integer (got the string '10')",
+    ),
+    (
+        "unknown-field-lists-allowed-sorted",
+        """
+        objective: {python: "m:f"}
+        params: {x: {type: float, low: 1, high: 2}}
+        budget: {trails: 3}
+     """,
+        "budget.trails: unknown field (did you mean 'trials'?); allowed: cpus_per_trial, "
+        "gpus_per_trial, parallel, population_size, trial_timeout, trials",
+    ),
+    (
+        "name-dot",
+        """
+        name: "."
+        objective: {python: "m:f"}
+        params: {x: {type: float, low: 1, high: 2}}
+     """,
+        "name: must be 1-64 letters, digits, '.', '_' or '-', not starting with a dot",
+    ),
+    (
+        "name-dot-dot",
+        """
+        name: ..
+        objective: {python: "m:f"}
+        params: {x: {type: float, low: 1, high: 2}}
+     """,
+        "name: must be 1-64 letters, digits, '.', '_' or '-', not starting with a dot",
+    ),
+    (
+        "name-hidden",
+        """
+        name: .hidden
+        objective: {python: "m:f"}
+        params: {x: {type: float, low: 1, high: 2}}
+     """,
+        "name: must be 1-64 letters",
     ),
     (
         "yaml-syntax",
@@ -402,3 +482,80 @@ def test_validate_prints_a_summary(capsys: pytest.CaptureFixture[str], write_exp
     assert main(["validate", str(write_experiment(textwrap.dedent(GOOD)))]) == 0
     out = capsys.readouterr().out
     assert out.startswith("ok: good: 2 parameters (x1, x2)")
+
+
+# A "billion laughs": nine levels of nine aliases, 9**9 strings once expanded, in under 1 KB.
+LAUGHS = (
+    "a: &a ["
+    + ", ".join(["lol"] * 9)
+    + "]\n"
+    + "".join(
+        f"{level}: &{level} [" + ", ".join([f"*{prev}"] * 9) + "]\n"
+        for prev, level in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+)
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_billion_laughs_is_refused_at_once(command: str, tmp_path: Path, cli) -> None:
+    """Nested aliases that would expand to 387 million values are refused before anything is
+    built from them."""
+    path = tmp_path / "laughs.yaml"
+    path.write_text(LAUGHS)
+    assert len(LAUGHS) < 1024
+    args = [command, str(path)] + (["--out", str(tmp_path / "runs")] if command == "run" else [])
+    result = cli(*args)  # a regression would hang: pytest's timeout is the safety net
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "expands to more than 10000 values through YAML aliases" in result.stderr
+
+
+def test_aliases_within_the_limit_still_work() -> None:
+    data = read_yaml("base: &b {type: float, low: 0, high: 1}\nparams: {x: *b, y: *b}\n")
+    assert data["params"] == {"x": data["base"], "y": data["base"]}
+
+
+@pytest.mark.parametrize(
+    ("case", "content"),
+    [
+        ("binary", bytes(range(256)) * 4),
+        ("utf-16", GOOD.encode("utf-16")),
+        ("latin-1", "name: caf\xe9\n".encode("latin-1")),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_file_that_is_not_utf8_is_one_line(
+    command: str, case: str, content: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / f"{case}.yaml"
+    path.write_bytes(content)
+    args = [command, str(path)] + (["--out", str(tmp_path / "runs")] if command == "run" else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"error: {path}: the file is not UTF-8 text (byte 0x"), err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_utf8_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(GOOD.encode("utf-8-sig"))
+    assert load_experiment(path).name == "good"
+
+
+def test_unknown_field_lists_what_is_allowed_in_the_same_order_every_time(
+    write_experiment,
+) -> None:
+    """The allowed names come from a set, whose order changes with the process's hash seed:
+    sorted, the line reads the same in every process."""
+    path = write_experiment("""
+        objective: {synthetic: branin}
+        budget: {trails: 3}
+    """)
+    lines = {
+        run_cli("validate", str(path), env={"PYTHONHASHSEED": seed}).stderr for seed in ("1", "2")
+    }
+    assert lines == {
+        "error: budget.trails: unknown field (did you mean 'trials'?); allowed: cpus_per_trial, "
+        "gpus_per_trial, parallel, population_size, trial_timeout, trials\n"
+    }

@@ -332,7 +332,7 @@ UNIMPORTABLE = """
 def test_unimportable_module_exits_2_with_one_line(write_experiment, tmp_path, command) -> None:
     path = write_experiment(UNIMPORTABLE.format(function="missing_module_q:f"))
     args = ["--algo", "random", "--out", str(tmp_path / "runs")] if command == "run" else []
-    proc = run_cli(command, str(path), *args, cwd=tmp_path, timeout=60)
+    proc = run_cli(command, str(path), *args, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr

@@ -225,3 +225,23 @@ def test_dropout_members_draw_their_own_masks_and_train(data: Dataset) -> None:
     results = train_population(members, data, seeds=[1, 1], device="cpu")
     assert all(isinstance(r, dict) and math.isfinite(r["val_loss"]) for r in results)
     assert results[0]["train_loss"] != results[1]["train_loss"]  # same seed, other masks
+
+
+def test_train_flops_is_a_members_own_cost_the_same_alone_or_in_a_population(
+    data: Dataset, tmp_path: Path
+) -> None:
+    """``train_flops`` (the default experiment's cost objective) of a member is exactly what its
+    trial reports alone, whatever the population's size; and it grows with the network."""
+    configs = [spec(**HEALTHY[i]) for i in range(3)]
+    seeds = [11, 12, 13]
+    together = train_population(configs, data, seeds=seeds, device="cpu", dtype=torch.float64)
+    for settings, seed, member in zip(configs, seeds, together, strict=True):
+        alone = single(settings, data, seed, tmp_path / str(seed))
+        assert member["train_flops"] == alone["train_flops"]
+    pair = train_population(configs[:2], data, seeds=seeds[:2], device="cpu")
+    assert [m["train_flops"] for m in pair] == [m["train_flops"] for m in together[:2]]
+    wider = single(spec(**HEALTHY[0], width=16), data, 11, tmp_path / "wide")
+    assert wider["train_flops"] > 2 * together[0]["train_flops"]  # conv flops ~ width^2
+    # forward and backward over every training row, every epoch
+    per_row = together[0]["train_flops"] / (len(data.x_train) * configs[0].epochs)
+    assert per_row == loop.training_flops(configs[0], data, 1) / len(data.x_train)

@@ -112,6 +112,10 @@ def test_population_and_single_trials_give_the_same_results(tmp_path: Path) -> N
     a, b = trials(together.run_dir), trials(alone.run_dir)
     pd.testing.assert_frame_equal(a[["number", "lr", "momentum"]], b[["number", "lr", "momentum"]])
     np.testing.assert_allclose(a["val_loss"], b["val_loss"], rtol=2e-3)
+    # The cost objective means one thing in both modes: each member's own operations, exactly.
+    assert (info(together.run_dir)[0]["population"], "population") == (6, "population")
+    assert a["train_flops"].tolist() == b["train_flops"].tolist()
+    assert a["train_flops"].min() > 0
 
 
 def test_model_based_algorithms_keep_one_trial_per_slot_unless_asked(tmp_path: Path) -> None:

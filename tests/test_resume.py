@@ -32,7 +32,7 @@ from tests.conftest import run_cli
 
 BUDGET = 8
 NEVER = 10**9
-WAIT_S = 90.0  # upper bound for any one wait (the machine may be busy)
+WAIT_S = 600.0  # a safety net for any one wait, not an expectation (a busy machine)
 
 OBJECTIVE = """\
 import json
@@ -50,7 +50,7 @@ def objective(config, ctx):
     (started / f"{ctx.number}-{os.getpid()}").touch()
     control = json.loads((HERE / "control.json").read_text())
     if ctx.number >= control["hold_from"]:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600  # a safety net: the test removes the gate
         while (HERE / "gate").exists() and time.monotonic() < deadline:
             time.sleep(0.02)
     time.sleep(control["sleep"])

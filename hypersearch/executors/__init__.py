@@ -44,8 +44,10 @@ def make_executor(
     gpus_per_trial: float = 0.0,
     gpus: list[str] | None = None,
     trials_per_gpu: int = 1,
+    ray_spec: Any = None,
 ) -> Executor:
-    """Build an executor by name (``--executor``); the Ray options apply to ``ray`` only."""
+    """Build an executor by name (``--executor``); the Ray options (``ray_spec``: the
+    experiment's ``ray:``) apply to ``ray`` only."""
     check_executor(kind, ray_address)
     if kind == "inline":
         from hypersearch.executors.inline import InlineExecutor
@@ -67,6 +69,7 @@ def make_executor(
         cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial,
         log_dir=log_dir,
+        ray_spec=ray_spec,
     )
 
 

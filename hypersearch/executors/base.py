@@ -7,6 +7,7 @@ A trial that fails, in any way, comes back as a ``TrialResult`` with state FAIL 
 from __future__ import annotations
 
 import abc
+import contextlib
 import signal
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 from hypersearch.errors import TrialFailure
 from hypersearch.objectives.base import Objective, TrialContext, as_metrics
+from hypersearch.processes import holding_trial_dir
 
 COMPLETE, FAIL = "COMPLETE", "FAIL"
 
@@ -87,8 +89,11 @@ def execute(
     ``TrialResult``."""
     timeout = request.timeout if enforce_timeout else None
     start = time.perf_counter()
+    members = request.members if isinstance(request, PopulationRequest) else (request,)
     try:
-        with _alarm(timeout):
+        with _alarm(timeout), contextlib.ExitStack() as held:
+            for member in members:  # a trial's folder is never shared with a stray process
+                held.enter_context(holding_trial_dir(member.trial_dir))
             if isinstance(request, PopulationRequest):
                 return _population(objective, request, device, start)
             ctx = TrialContext(

@@ -1,16 +1,19 @@
 """Run trials in the driver process, one at a time, in submission order: deterministic.
 
 Up to ``parallel`` trials may be queued, so algorithms see the same batch sizes as with real
-workers. Timeouts are enforced with SIGALRM (and by the command objective for its process).
+workers. Timeouts are enforced with SIGALRM (and by the command objective for its process);
+the processes a timed-out trial started are killed with it.
 """
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from typing import Any
 
 from hypersearch.executors.base import Executor, TrialRequest, TrialResult, execute
 from hypersearch.objectives.base import build_objective
+from hypersearch.processes import descendants, kill_all
 
 
 class InlineExecutor(Executor):
@@ -27,7 +30,11 @@ class InlineExecutor(Executor):
         if not self._queue:
             return []
         request = self._queue.popleft()
-        return [execute(self.objective, request, "cpu", enforce_timeout=True)]
+        before = descendants(os.getpid()) if request.timeout is not None else set()
+        result = execute(self.objective, request, "cpu", enforce_timeout=True)
+        if result.reason == "timeout":  # what the trial started runs on without it: stop it
+            kill_all(descendants(os.getpid()) - before)
+        return [result]
 
     def free_slots(self) -> int:
         return self.parallel - len(self._queue)

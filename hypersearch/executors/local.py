@@ -25,7 +25,7 @@ from typing import Any
 from hypersearch.devices import Slot, plan_slots
 from hypersearch.executors.base import Executor, TrialRequest, TrialResult
 from hypersearch.executors.worker import STARTED
-from hypersearch.objectives.command import kill_group
+from hypersearch.processes import kill_group
 
 TIMEOUT_GRACE_S = 1.0
 STARTUP_LIMIT_S = 300.0
@@ -83,6 +83,7 @@ class LocalExecutor(Executor):
                     "hypersearch.executors.worker",
                     str(theirs.fileno()),
                     slot.device,
+                    str(os.getpid()),
                 ],
                 pass_fds=[theirs.fileno()],
                 process_group=0,

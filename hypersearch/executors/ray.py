@@ -22,7 +22,6 @@ import contextlib
 import logging
 import math
 import os
-import signal
 import socket
 import sys
 import time
@@ -38,7 +37,7 @@ import ray.util
 from hypersearch.errors import UserInputError
 from hypersearch.executors.base import Executor, TrialRequest, TrialResult, execute
 from hypersearch.objectives.base import Objective
-from hypersearch.objectives.command import kill_group
+from hypersearch.processes import group_members, kill_all, kill_group
 
 STARTED = "started"
 TIMEOUT_GRACE_S = 2.0  # the worker enforces the timeout itself; the driver kills it after this
@@ -78,20 +77,8 @@ def _kill_group_members() -> None:
     """SIGKILL every other process in this worker's group: what a timed-out trial left running
     (the local executor kills the worker's group instead; a Ray worker stays for the next trial).
     """
-    me = os.getpid()
-    if not _lead_own_group() or not os.path.isdir("/proc"):
-        return
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-            pgrp = int(stat.rsplit(")", 1)[1].split()[2])  # after "(comm)": state ppid pgrp
-        except (OSError, ValueError, IndexError):
-            continue
-        if pgrp == me:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(entry.name), signal.SIGKILL)
+    if _lead_own_group():
+        kill_all(group_members(os.getpid(), besides=os.getpid()))
 
 
 @contextlib.contextmanager
@@ -180,7 +167,10 @@ class RayExecutor(Executor):
         cpus_per_trial: float = 1.0,
         gpus_per_trial: float = 0.0,
         log_dir: Path | None = None,
+        ray_spec: Any = None,
     ) -> None:
+        """``ray_spec`` (the experiment's ``ray:``) sets the runtime environment of every trial;
+        on a cluster (``address``) the python objective's own module is shipped too."""
         self._spec_json = objective_spec.model_dump_json()
         self._parallel = parallel
         self._log_dir = None
@@ -188,7 +178,8 @@ class RayExecutor(Executor):
             log_dir.mkdir(parents=True, exist_ok=True)
             self._log_dir = str(log_dir.resolve())
         self._trials: dict[int, _Trial] = {}
-        self._connected = _connect(address, parallel, cpus_per_trial, gpus_per_trial)
+        env = runtime_env(objective_spec, ray_spec, ship_objective=address is not None)
+        self._connected = _connect(address, parallel, cpus_per_trial, gpus_per_trial, env)
         self._node = ray.get_runtime_context().get_node_id()
         # A worker that ran a GPU trial is not reused (Ray's default for GPU tasks): its CUDA
         # context is tied to that GPU, and the next trial may be given another one.
@@ -279,21 +270,79 @@ class RayExecutor(Executor):
             ray.shutdown()  # stops the local instance, or disconnects from the cluster
 
 
+def runtime_env(
+    objective_spec: Any, ray_spec: Any, *, ship_objective: bool
+) -> dict[str, Any] | None:
+    """Ray's ``runtime_env`` for the trials: the experiment's ``ray.runtime_env``, the
+    ``ray.forward_env`` variables copied from this process's environment into ``env_vars``,
+    and, when ``ship_objective`` (a cluster, whose nodes do not see this machine's files) and
+    neither ``working_dir`` nor ``py_modules`` is set, the python objective's module, if it is
+    not an installed package (``py_modules``: Ray uploads it and puts it on the workers' path).
+    """
+    env = dict(ray_spec.runtime_env) if ray_spec is not None else {}
+    env_vars = dict(env.get("env_vars", {}))
+    for name in ray_spec.forward_env if ray_spec is not None else []:
+        if name not in os.environ:
+            raise UserInputError(f"ray.forward_env: {name} is not set in this environment")
+        env_vars[name] = os.environ[name]
+    if env_vars:
+        env["env_vars"] = env_vars
+    if ship_objective and "working_dir" not in env and "py_modules" not in env:
+        module = _objective_module(objective_spec)
+        if module is not None:
+            env["py_modules"] = [module]
+    return env or None
+
+
+def _objective_module(objective_spec: Any) -> str | None:
+    """The file or package folder of a python objective's top-level module, unless it is
+    installed (site-packages, the standard library): what a cluster's nodes lack."""
+    if getattr(objective_spec, "python", None) is None:
+        return None
+    import importlib.util
+    import sysconfig
+
+    top = objective_spec.python.function.split(":")[0].split(".")[0]
+    for folder in reversed(objective_spec.python.path):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    spec = importlib.util.find_spec(top)
+    if spec is None or spec.origin in (None, "built-in", "frozen"):
+        return None
+    origin = Path(spec.origin).resolve()
+    installed = {sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")}
+    if any(origin.is_relative_to(Path(folder).resolve()) for folder in installed):
+        return None
+    locations = list(spec.submodule_search_locations or [])
+    return str(Path(locations[0]).resolve()) if locations else str(origin)
+
+
 def _connect(
-    address: str | None, parallel: int, cpus_per_trial: float, gpus_per_trial: float
+    address: str | None,
+    parallel: int,
+    cpus_per_trial: float,
+    gpus_per_trial: float,
+    env: dict[str, Any] | None = None,
 ) -> bool:
-    """Start a local Ray instance, or connect to ``address``; False if this process already was
-    connected (the caller's Ray, e.g. from the Python API: left alone at shutdown)."""
+    """Start a local Ray instance, or connect to ``address``, with the trials' runtime
+    environment ``env``; False if this process already was connected (the caller's Ray, e.g.
+    from the Python API: left alone at shutdown)."""
     if ray.is_initialized():
         return False
     quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
+    if env is not None:
+        quiet["runtime_env"] = env
     _silence_worker_errors()
     if address is not None:
         mode = _mode_for(address)
         try:
             with mode:
                 ray.init(address=address, **quiet)
-        except (ConnectionError, ValueError, RuntimeError) as err:
+        except (TypeError, ValueError, FileNotFoundError) as err:
+            if env is None:
+                raise
+            raise UserInputError(f"ray.runtime_env: {' '.join(str(err).split())}") from None
+        except (ConnectionError, RuntimeError) as err:
             hint = "" if "RAY_AUTH_MODE" in os.environ else "; token auth needs RAY_AUTH_MODE=token"
             raise UserInputError(
                 f"--ray-address: cannot connect to a Ray cluster at {address!r} ({err}{hint})"
@@ -426,6 +475,8 @@ def _from_ray_error(trial: _Trial, err: ray.exceptions.RayError) -> TrialResult:
     message = f"{type(err).__name__}: {first.strip()}"
     if isinstance(err, ray.exceptions.RayTaskError):  # raised outside execute(): a bug here
         reason, message = "exception", f"{type(err.cause).__name__}: {err.cause}"
+    if isinstance(err, ray.exceptions.RuntimeEnvSetupError):  # the experiment's ray: settings
+        reason = "exception"
     elapsed = time.monotonic() - (trial.started or trial.submitted)
     return TrialResult.failed(
         trial.request, reason, message, duration_s=elapsed, device=trial.device

@@ -1,8 +1,9 @@
-"""A worker process: ``python -m hypersearch.executors.worker FD DEVICE``.
+"""A worker process: ``python -m hypersearch.executors.worker FD DEVICE DRIVER_PID``.
 
 Started by the local executor as a fresh interpreter (never a fork, never a re-run of the
 caller's ``__main__``). It receives the objective spec, then trial requests, over the socket
-``FD``, and answers each with a ``TrialResult``. Ctrl-C is the driver's to handle.
+``FD``, and answers each with a ``TrialResult``. Ctrl-C is the driver's to handle; when the
+driver dies, however it dies, the worker and everything its trial started die with it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ def serve(conn: Connection, device: str) -> None:
     from hypersearch.experiment import ObjectiveSpec
     from hypersearch.objectives.base import build_objective
 
-    objective = build_objective(ObjectiveSpec.model_validate(conn.recv()))
+    try:
+        spec = conn.recv()
+    except (EOFError, OSError):
+        return  # the driver went away before sending anything
+    objective = build_objective(ObjectiveSpec.model_validate(spec))
     while True:
         try:
             request = conn.recv()
@@ -32,5 +37,8 @@ def serve(conn: Connection, device: str) -> None:
 
 
 if __name__ == "__main__":
+    from hypersearch.processes import die_with_driver
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_driver(int(sys.argv[1]), int(sys.argv[3]))
     serve(Connection(int(sys.argv[1])), sys.argv[2])

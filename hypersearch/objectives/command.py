@@ -8,7 +8,6 @@ bare number (``value``). ``python`` as the program means the interpreter running
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -20,6 +19,7 @@ from typing import Any
 
 from hypersearch.errors import TrialFailure
 from hypersearch.objectives.base import Objective, TrialContext, as_metrics
+from hypersearch.processes import kill_group
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 STDERR_TAIL = 2000
@@ -102,12 +102,6 @@ class CommandObjective(Objective):
                 "exception", f"command {how}" + (f"; stderr: {tail}" if tail else "")
             )
         return parse_metrics(stdout, tail)
-
-
-def kill_group(pgid: int) -> None:
-    """SIGKILL a whole process group; fine if it is already gone."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
 
 
 def parse_metrics(stdout: str, stderr_tail: str = "") -> dict[str, float]:

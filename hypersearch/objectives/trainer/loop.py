@@ -20,7 +20,7 @@ from torch import nn
 
 from hypersearch.errors import TrialFailure
 from hypersearch.objectives.trainer.data import Dataset
-from hypersearch.objectives.trainer.models import build_model
+from hypersearch.objectives.trainer.models import build_model, training_flops_per_sample
 from hypersearch.objectives.trainer.settings import TrainerSpec
 
 EVAL_BATCH = 1024
@@ -99,6 +99,15 @@ def prepare_device(settings: TrainerSpec, device: str, members: int) -> torch.de
             f"CUDA out of memory (simulated: batch {members} x {settings.batch_size} > {limit})"
         )
     return dev
+
+
+def training_flops(settings: TrainerSpec, data: Dataset, epochs: int) -> float:
+    """``train_flops``: the operations of ``epochs`` passes over the training split, forward and
+    backward, whatever the device, batch size, or population this trial trained in."""
+    per_sample = training_flops_per_sample(
+        settings.model, data.input_shape, data.n_classes, settings.width, settings.depth
+    )
+    return per_sample * len(data.x_train) * epochs
 
 
 def seeded_model(settings: TrainerSpec, data: Dataset, seed: int) -> nn.Module:
@@ -208,6 +217,7 @@ def train(
         "val_accuracy": val_accuracy,
         "train_loss": train_loss,
         "train_seconds": time.perf_counter() - started,
+        "train_flops": training_flops(settings, data, len(history)),
         "epochs_run": float(len(history)),
         "n_params": float(sum(p.numel() for p in model.parameters())),
         "used_batch_size": float(micro),

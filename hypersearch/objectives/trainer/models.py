@@ -5,6 +5,7 @@ hidden layers, conv blocks or residual stages. All end in global pooling, so any
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -107,3 +108,23 @@ def build_model(
             f"features of shape {input_shape}: use model: mlp"
         )
     return MODELS[kind](input_shape, n_classes, width, depth, dropout)
+
+
+@functools.cache
+def training_flops_per_sample(
+    kind: str, input_shape: tuple[int, ...], n_classes: int, width: int, depth: int
+) -> float:
+    """Floating-point operations of one training sample (forward and backward), counted by
+    torch's ``FlopCounterMode`` (matrix products and convolutions) on a model built on the meta
+    device: nothing is computed, no random number is drawn. The same for a trial trained alone
+    or as a member of a population, so a cost objective built on it means one thing."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batch = 2  # BatchNorm needs two rows to train
+    with torch.device("meta"):
+        model = build_model(kind, input_shape, n_classes, width, depth, 0.0)
+        x = torch.empty((batch, *input_shape))
+        y = torch.zeros(batch, dtype=torch.long)
+    with FlopCounterMode(display=False) as counter:
+        nn.functional.cross_entropy(model(x), y).backward()
+    return counter.get_total_flops() / batch

@@ -36,6 +36,7 @@ METRICS = (
     "val_accuracy",
     "train_loss",
     "train_seconds",
+    "train_flops",
     "epochs_run",
     "n_params",
     "peak_memory_mb",

@@ -1,0 +1,252 @@
+"""What a finished run tells its caller: exit 1 when every trial failed (so ``run && deploy``
+stops), the comparison's runs without a success, a best-trials table whose columns never share
+a name, and metrics that are capped rather than allowed to hold the driver."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy
+
+from hypersearch.executors.base import COMPLETE, TrialResult
+from hypersearch.experiment import parse_experiment
+from hypersearch.store import INFO_ATTR, MAX_METRICS, RunStore
+
+
+def python_experiment(
+    tmp_path: Path,
+    body: str,
+    params: str = "x: {type: float, low: -1, high: 1}",
+    trials: int = 4,
+    name: str = "outcome",
+) -> Path:
+    """An experiment whose python objective ``f`` is ``body``, in a module of its own (the runs
+    are in this process, where a module is imported once)."""
+    module = f"objective_{uuid.uuid4().hex}"
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(body))
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        textwrap.dedent(f"""
+            name: {name}
+            objective: {{python: {{function: "{module}:f", path: [{str(tmp_path)!r}]}}}}
+            params: {{{params}}}
+            budget: {{trials: {trials}, parallel: 1}}
+        """)
+    )
+    return path
+
+
+ALWAYS_RAISES = """
+    def f(config):
+        raise RuntimeError("boom")
+"""
+ALWAYS_INF = """
+    def f(config):
+        return float("inf")
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "first_error"),
+    [
+        (ALWAYS_RAISES, "RuntimeError: boom (trial 0)"),
+        (ALWAYS_INF, "non_finite: non-finite objective value: value=inf (trial 0)"),
+    ],
+)
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_run_whose_every_trial_failed_exits_1(
+    body: str, first_error: str, as_json: bool, tmp_path: Path, cli
+) -> None:
+    path = python_experiment(tmp_path, body)
+    args = ["run", str(path), "--algo", "random", "--out", str(tmp_path / "runs")]
+    result = cli(*args, "--executor", "inline", *(["--json"] if as_json else []))
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == f"every trial failed; first error: {first_error}", result.stderr
+    if as_json:  # stdout stays the summary, and only that
+        summary = json.loads(result.stdout)
+        assert summary["best"] is None and summary["failed"] == 4
+
+
+def test_a_run_with_one_success_exits_0(tmp_path: Path, cli) -> None:
+    path = python_experiment(
+        tmp_path,
+        """
+        def f(config):
+            if config["x"] > 0:
+                raise RuntimeError("boom")
+            return config["x"] ** 2
+        """,
+    )
+    result = cli(
+        "run",
+        str(path),
+        "--algo",
+        "random",
+        "--out",
+        str(tmp_path / "runs"),
+        "--executor",
+        "inline",
+        "--trials",
+        "8",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "every trial failed" not in result.stderr
+
+
+def test_compare_names_the_runs_without_a_success(tmp_path: Path, cli) -> None:
+    """An objective that fails for every seed but one: the comparison says which runs had no
+    success; it exits 1 only when no run had one."""
+    path = python_experiment(
+        tmp_path,
+        """
+        def f(config, ctx):
+            if ctx.seed % 3:  # ctx.seed depends on the run's seed and the trial number
+                raise RuntimeError("boom")
+            return config["x"] ** 2
+        """,
+        trials=2,
+    )
+    result = cli(
+        "compare",
+        str(path),
+        "--algos",
+        "random,tpe",
+        "--seeds",
+        "3",
+        "--out",
+        str(tmp_path / "runs"),
+        "--executor",
+        "inline",
+    )
+    assert result.returncode in (0, 1), result.stderr
+    folder = next((tmp_path / "runs").iterdir())
+    without = []
+    for run_dir in sorted(p for p in folder.iterdir() if (p / "summary.json").exists()):
+        if json.loads((run_dir / "summary.json").read_text())["complete"] == 0:
+            without.append(run_dir.name)
+    assert without, "the objective was meant to leave some run without a success"
+    line = next(x for x in result.stderr.splitlines() if x.startswith("no successful trial"))
+    head, names = line.split(": ", 1)
+    assert head == f"no successful trial in {len(without)} run(s)"
+    assert sorted(names.split(", ")) == without
+    assert ("No successful trial in: ") in (folder / "results.md").read_text()
+    assert result.returncode == (1 if len(without) == 6 else 0)
+
+
+def test_compare_with_no_success_at_all_exits_1(tmp_path: Path, cli) -> None:
+    path = python_experiment(tmp_path, ALWAYS_RAISES, trials=2)
+    result = cli(
+        "compare",
+        str(path),
+        "--algos",
+        "random",
+        "--seeds",
+        "2",
+        "--out",
+        str(tmp_path / "runs"),
+        "--executor",
+        "inline",
+    )
+    assert result.returncode == 1, result.stderr
+    assert "no successful trial in 2 run(s): outcome-random-s0, outcome-random-s1" in result.stderr
+
+
+@pytest.mark.parametrize("param", ["s", "seconds", "duration_s"])
+def test_best_trials_table_never_repeats_a_column_name(param: str, tmp_path: Path, cli) -> None:
+    path = python_experiment(
+        tmp_path,
+        f"""
+        def f(config):
+            return config["{param}"] ** 2
+        """,
+        params=f"{param}: {{type: float, low: -1, high: 1}}",
+    )
+    result = cli(
+        "run",
+        str(path),
+        "--algo",
+        "random",
+        "--out",
+        str(tmp_path / "runs"),
+        "--executor",
+        "inline",
+    )
+    if param == "duration_s":  # a column of trials.csv: refused, with its reason
+        assert result.returncode == 2 and "reserved column" in result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if "value (min)" in line)
+    names = [cell.strip() for cell in header.strip("┃│ ").split("┃")]
+    assert names == ["#", "value (min)", param, "duration (s)"], names
+    assert len(set(names)) == len(names)
+
+
+# -- hostile metrics ------------------------------------------------------------------------------
+
+
+def test_thousands_of_metrics_are_capped_and_written_in_one_transaction(tmp_path: Path) -> None:
+    exp = parse_experiment(
+        {
+            "name": "many",
+            "objective": {"synthetic": "branin"},
+            "objectives": {"value": "minimize", "m9999": "maximize"},
+        }
+    )
+    store = RunStore.create(tmp_path, "many", exp, "random", 0)
+    commits = []
+    sqlalchemy.event.listen(store._rdb.engine, "commit", lambda conn: commits.append(1))
+    try:
+        number = store.start_trial(exp.space.decode([0.3, 0.6]))
+        metrics = {"value": 1.0, **{f"m{i}": float(i) for i in range(10_000)}}
+        commits.clear()
+        record = store.finish_trial(TrialResult(number, COMPLETE, metrics))
+        assert len(commits) <= 2, f"{len(commits)} commits for one trial"
+        assert len(record.dropped) == 10_000 - 1 - MAX_METRICS  # m9999 is an objective: kept
+        assert record.dropped[0] == f"m{MAX_METRICS}"
+        store.export(1.0, 0.1)
+    finally:
+        store.close()
+    trial = optuna.load_study(
+        study_name="many", storage=f"sqlite:///{tmp_path / 'many' / 'study.db'}"
+    ).trials[0]
+    stored = {k for k in trial.user_attrs if k != INFO_ATTR}
+    assert stored == {"value", "m9999", *(f"m{i}" for i in range(MAX_METRICS))}
+    assert trial.values == [1.0, 9999.0]
+    info = trial.user_attrs[INFO_ATTR]
+    assert info["dropped_metrics"]["count"] == len(record.dropped)
+    header = (tmp_path / "many" / "trials.csv").read_text().splitlines()[0].split(",")
+    assert len(header) == 2 + 2 + 2 + MAX_METRICS + 2  # number,state,2 params,2 objectives,…
+
+
+def test_a_run_warns_once_when_metrics_are_dropped(tmp_path: Path, cli) -> None:
+    path = python_experiment(
+        tmp_path,
+        """
+        def f(config):
+            return {"value": config["x"] ** 2, **{f"extra{i}": float(i) for i in range(1000)}}
+        """,
+        trials=3,
+    )
+    result = cli(
+        "run",
+        str(path),
+        "--algo",
+        "random",
+        "--out",
+        str(tmp_path / "runs"),
+        "--executor",
+        "inline",
+    )
+    assert result.returncode == 0, result.stderr
+    warnings = [x for x in result.stderr.splitlines() if x.startswith("warning:")]
+    assert warnings == [
+        f"warning: trial 0 returned {1000 - MAX_METRICS} metrics beyond the {MAX_METRICS} stored "
+        f"(with the objectives); dropped extra{MAX_METRICS}, extra{MAX_METRICS + 1}, "
+        f"extra{MAX_METRICS + 2}, …"
+    ]
