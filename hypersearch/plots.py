@@ -34,6 +34,7 @@ UNITS = {
     "train_loss": "cross-entropy, nats",
     "val_accuracy": "fraction correct",
     "train_seconds": "s",
+    "train_flops": "floating-point operations",
     "peak_memory_mb": "MiB",
     "n_params": "count",
     "duration_s": "s",
@@ -54,10 +55,11 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _log_ok(values: np.ndarray) -> bool:
-    """A log axis helps when every value is positive and they span over two decades."""
+def _log_ok(values: np.ndarray, span: float = 100.0) -> bool:
+    """A log axis helps when every value is positive and they span over ``span`` (two decades
+    by default)."""
     finite = values[np.isfinite(values)]
-    return bool(len(finite)) and finite.min() > 0 and finite.max() / finite.min() > 100
+    return bool(len(finite)) and finite.min() > 0 and finite.max() / finite.min() > span
 
 
 # -- one run -------------------------------------------------------------------------------------
@@ -196,6 +198,12 @@ def pareto_plot(run: RunData, path: Path) -> Path:
     ax.scatter(x[on_front], y[on_front], s=30, color="C3", label=f"Pareto front ({on_front.sum()})")
     ax.set_xlabel(label(m1, d1))
     ax.set_ylabel(label(m2, d2))
+    # A front is read at its low end: spread it out once values span a decade (train_flops
+    # across network widths, losses from a good trial to a diverging one).
+    if _log_ok(x, span=10):
+        ax.set_xscale("log")
+    if _log_ok(y, span=10):
+        ax.set_yscale("log")
     ax.set_title(_title(run, "Pareto front"))
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
