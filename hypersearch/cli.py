@@ -180,11 +180,12 @@ def run(
         name=name,
         resume=resume,
         executor=executor,
-        storage=given_storage(storage),
+        # a resume looks at HYPERSEARCH_STORAGE only for a saved URL whose password is hidden
+        storage=storage if resume is not None else given_storage(storage),
         ray_address=ray_address,
         gpus=None if gpus is None else parse_gpus(gpus),
         trials_per_gpu=trials_per_gpu,
-        progress=None if as_json else (lambda store: RunProgress(store, err)),
+        progress=lambda store: RunProgress(store, err, quiet=as_json),
         population=population,
     )
     run_data = load_run(result.run_dir)

@@ -21,10 +21,16 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hypersearch import algorithms, pareto
 from hypersearch.engine import Progress, RunResult, drive, sigterm_as_interrupt
-from hypersearch.errors import RunFolderError, UserInputError, user_errors
+from hypersearch.errors import (
+    RunFolderError,
+    UserInputError,
+    format_validation_error,
+    user_errors,
+)
 from hypersearch.executors import Executor, check_executor, make_executor
 from hypersearch.experiment import Experiment, check_name, load_experiment
 from hypersearch.folders import create_folder
@@ -62,18 +68,34 @@ def is_compare_dir(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
+class CompareManifest(BaseModel):
+    """``compare.json``: the algorithms, seeds and target of a compare folder."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    algos: list[str]
+    seeds: list[int]
+    target: float | None = None
+
+
 def open_compare(path: str | Path) -> CompareFolder:
     path = Path(path)
     if not is_compare_dir(path):
         raise RunFolderError(f"{path} is not a hypersearch compare folder (no {MANIFEST})")
     with user_errors("--resume", path / MANIFEST):
-        manifest = json.loads((path / MANIFEST).read_bytes().decode())
+        data = json.loads((path / MANIFEST).read_bytes().decode())
+    try:
+        manifest = CompareManifest.model_validate(data)
+    except ValidationError as err:
+        raise RunFolderError(
+            f"--resume: {path / MANIFEST} is damaged ({format_validation_error(err)})"
+        ) from None
     return CompareFolder(
         path,
         load_experiment(path / "experiment.yaml"),
-        list(manifest["algos"]),
-        [int(s) for s in manifest["seeds"]],
-        manifest.get("target"),
+        manifest.algos,
+        manifest.seeds,
+        manifest.target,
     )
 
 

@@ -36,7 +36,7 @@ from hypersearch.executors.base import COMPLETE, FAIL, PopulationRequest
 from hypersearch.experiment import RESERVED_COLUMNS, Experiment, check_name, load_experiment
 from hypersearch.objectives.base import build_objective, check_objectives, trial_seed
 from hypersearch.processes import trial_dir_free
-from hypersearch.store import INFO_ATTR, RunStore, TrialRecord
+from hypersearch.store import INFO_ATTR, RunStore, TrialRecord, read_manifest
 
 POLL_SECONDS = 1.0
 # How long a resumed run waits for the processes of the killed run (which die within moments of
@@ -105,22 +105,7 @@ def optimize(
         _Queued(r.number, r.params, space.encode(r.params)) for r in store.running()
     )
     algorithm.pending([item.x for item in queue])
-    deadline = time.monotonic() + ORPHAN_WAIT_S
-    for item in list(queue):  # cut off by a kill: run again, in a folder nobody else holds
-        wait = max(0.0, deadline - time.monotonic())
-        if not trial_dir_free(store.run_dir / "trials" / str(item.number), wait):
-            queue.remove(item)
-            retry = _Queued(
-                store.start_trial(item.config), item.config, item.x, retry_of=item.number
-            )
-            lost = TrialResult.failed(
-                _request(store, item),
-                "worker_lost",
-                "still running in a process of the killed run; retried as a new trial",
-            )
-            record = store.finish_trial(lost, retried_as=retry.number)
-            algorithm.tell([Observation(item.x, store.losses(record))])
-            queue.append(retry)
+    _renumber_held(store, algorithm, queue)
     in_flight: dict[int, tuple[list[_Queued], TrialRequest]] = {}  # handle -> its trial(s)
     ladders: dict[int, list[int]] = {}  # batch sizes that ran out of memory, per trial
     split: dict[int, list[int]] = {}  # population sizes that ran out of memory, per trial
@@ -211,6 +196,27 @@ def optimize(
         if observations:
             algorithm.tell(observations)
             changed = True
+
+
+def _renumber_held(store: RunStore, algorithm: Algorithm, queue: deque[_Queued]) -> None:
+    """Trials a kill cut off run again under their number, in their folder, unless a process of
+    the killed run still holds that folder after a short wait (its processes die within moments
+    of it): then the trial fails ``worker_lost`` and is retried under a new number."""
+    deadline = time.monotonic() + ORPHAN_WAIT_S
+    for item in list(queue):
+        wait = max(0.0, deadline - time.monotonic())
+        if trial_dir_free(store.run_dir / "trials" / str(item.number), wait):
+            continue
+        queue.remove(item)
+        retry = _Queued(store.start_trial(item.config), item.config, item.x, retry_of=item.number)
+        lost = TrialResult.failed(
+            _request(store, item),
+            "worker_lost",
+            "still running in a process of the killed run; retried as a new trial",
+        )
+        record = store.finish_trial(lost, retried_as=retry.number)
+        algorithm.tell([Observation(item.x, store.losses(record))])
+        queue.append(retry)
 
 
 def _request(store: RunStore, item: _Queued) -> TrialRequest:
@@ -439,14 +445,15 @@ def _resumed(
     algo: str | None,
     trials: int | None,
     parallel: int | None,
-    storage: str | None = None,
+    storage: str | None,
 ) -> RunStore:
-    """Reopen a run; the experiment.yaml is rewritten (new budget) only once the store is open
-    and proven writable."""
+    """Reopen a run; nothing is written (not even to the study) before the flags are checked,
+    and experiment.yaml is rewritten (new budget) only once the store is open and writable."""
+    ran = read_manifest(run_dir, "--resume")["algo"]
+    if algo is not None and algo != ran:
+        raise UserInputError(f"--algo: {run_dir} was run with {ran!r}, not {algo!r}")
     store = RunStore.open(run_dir, storage)
     try:
-        if algo is not None and algo != store.algo:
-            raise UserInputError(f"--algo: {run_dir} was run with {store.algo!r}, not {algo!r}")
         build_objective(store.experiment.objective).check()
         if trials is not None or parallel is not None:
             store.experiment = store.experiment.with_overrides(trials=trials, parallel=parallel)

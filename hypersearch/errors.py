@@ -141,7 +141,7 @@ def user_errors(
 ) -> Iterator[None]:
     """Turn the file, text-decoding and database errors raised inside into one-line
     ``UserInputError``s that name ``field`` (a flag such as ``--out``, or a path) and
-    ``target`` (the file, folder or database URL it concerns; a URL's password never shows).
+    ``target`` (the file, folder or database URL it concerns; a URL shows without its password).
 
     This is the one place where such errors become messages, so that every call site that reads
     an experiment, creates a folder or opens a study says the same thing the same way.
@@ -159,17 +159,20 @@ def user_errors(
 
 def describe(err: BaseException, target: str | Path | None, *, writing: bool) -> str | None:
     """One line for a file, decoding or database error (or one that wraps such an error, as
-    Optuna's storage errors do); None for anything else (a bug)."""
+    Optuna's storage errors do); None for anything else (a bug, which keeps its traceback)."""
+    from hypersearch import database  # imports this module: import it only when needed
+
+    shown = None if target is None else database.masked(str(target))
     seen: BaseException | None = err
     while seen is not None:
-        message = _describe_one(seen, target, writing=writing)
+        message = _describe_one(seen, shown, writing) or database.describe_error(seen, shown)
         if message is not None:
             return message
         seen = seen.__cause__
     return None
 
 
-def _describe_one(err: BaseException, target: str | Path | None, *, writing: bool) -> str | None:
+def _describe_one(err: BaseException, target: str | None, writing: bool) -> str | None:
     if isinstance(err, UnicodeDecodeError):
         return (
             f"{target or 'the file'} is not UTF-8 text (byte {err.object[err.start]:#04x} at "
@@ -179,10 +182,10 @@ def _describe_one(err: BaseException, target: str | Path | None, *, writing: boo
         return f"{target or 'the file'} is not valid JSON ({err.msg} at line {err.lineno})"
     if isinstance(err, OSError) and err.errno is not None:
         return _os_error(err, target, writing)
-    return _database_error(err, None if target is None else str(target))
+    return None
 
 
-def _os_error(err: OSError, target: str | Path | None, writing: bool) -> str:
+def _os_error(err: OSError, target: str | None, writing: bool) -> str:
     where = err.filename if target is None else target
     reason = err.strerror or type(err).__name__
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT):
@@ -194,88 +197,3 @@ def _os_error(err: OSError, target: str | Path | None, writing: bool) -> str:
     if err.errno == errno.EISDIR:
         return f"{where} is a folder, not a file"
     return f"{where}: {reason}"
-
-
-# The Python package each SQLAlchemy database driver comes from, for "needs the … package".
-_DRIVER_PACKAGES = {
-    "psycopg": "'psycopg[binary]'",
-    "psycopg2": "psycopg2-binary",
-    "MySQLdb": "mysqlclient",
-    "pymysql": "PyMySQL",
-}
-
-
-def _database_error(err: BaseException, url: str | None) -> str | None:
-    """A storage URL that SQLAlchemy cannot parse, whose driver is missing, or whose database
-    cannot be reached or written; None if ``err`` is none of these."""
-    missing = _missing_module(err)
-    try:
-        import sqlalchemy.exc
-    except ImportError:  # pragma: no cover (a dependency)
-        return None
-    backend, where = _backend(url)
-    if missing is not None:
-        package = _DRIVER_PACKAGES.get(missing, missing)
-        return f"{backend} needs the {missing} package (pip install {package})"
-    if isinstance(err, sqlalchemy.exc.NoSuchModuleError | sqlalchemy.exc.ArgumentError):
-        return f"not a database URL SQLAlchemy understands ({_first_line(err)})"
-    if not isinstance(err, sqlalchemy.exc.DBAPIError):
-        return None
-    reason = _dbapi_reason(err)
-    if where is None:  # SQLite: a file
-        return f"cannot use the database {url_database(url)} ({reason})"
-    if isinstance(err, sqlalchemy.exc.OperationalError):
-        return f"cannot connect to {backend} at {where} ({reason})"
-    return f"{backend} at {where}: {reason}"
-
-
-def _missing_module(err: BaseException) -> str | None:
-    """The module a missing-driver error is about (Optuna wraps SQLAlchemy's ImportError)."""
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, ModuleNotFoundError) and seen.name:
-            return seen.name.split(".")[0]
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _backend(url: str | None) -> tuple[str, str | None]:
-    """(backend name, ``host:port`` or None for a file database) of a storage URL."""
-    if url is None:
-        return "the database", None
-    try:
-        from sqlalchemy.engine import make_url
-
-        parsed = make_url(url)
-    except Exception:
-        return "the database", None
-    backend = parsed.get_backend_name()
-    if not parsed.host:
-        return backend, None
-    return backend, f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host
-
-
-def url_database(url: str | None) -> str:
-    """The database a URL names (a SQLite file's path), for messages."""
-    if url is None:
-        return "the database"
-    try:
-        from sqlalchemy.engine import make_url
-
-        return str(make_url(url).database)
-    except Exception:
-        return "the database"
-
-
-def _dbapi_reason(err: Any) -> str:
-    """What the database driver said, shortened: 'connection refused', 'password
-    authentication failed for user "x"', 'attempt to write a readonly database'."""
-    text = " ".join(str(getattr(err, "orig", err) or type(err).__name__).split())
-    if " failed: " in text:  # libpq: connection to server at "h", port p failed: <why>
-        text = text.rsplit(" failed: ", 1)[1]
-    text = text.removeprefix("FATAL: ").split(" Is the server running")[0].strip()
-    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
-
-
-def _first_line(err: BaseException) -> str:
-    return " ".join(str(err).split())[:200]

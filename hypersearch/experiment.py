@@ -135,10 +135,12 @@ class RaySpec(StrictModel):
     def _local_paths(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         env = dict(value)
         if isinstance(env.get("working_dir"), str) and "://" not in env["working_dir"]:
-            env["working_dir"] = str(_resolve(env["working_dir"], info))
+            env["working_dir"] = str(_existing(env["working_dir"], info, "working_dir"))
         if isinstance(env.get("py_modules"), list):
             env["py_modules"] = [
-                str(_resolve(m, info)) if isinstance(m, str) and "://" not in m else m
+                str(_existing(m, info, "py_modules"))
+                if isinstance(m, str) and "://" not in m
+                else m
                 for m in env["py_modules"]
             ]
         env_vars = env.get("env_vars", {})
@@ -306,6 +308,14 @@ class Experiment(StrictModel):
         return parse_experiment(data)
 
 
+def _existing(path: str, info: ValidationInfo, field: str) -> Path:
+    """A local path Ray is to upload: it must exist (checked before anything starts)."""
+    resolved = _resolve(path, info)
+    if not resolved.exists():
+        raise rule_error(field, f"{resolved} does not exist")
+    return resolved
+
+
 def _resolve(path: str, info: ValidationInfo) -> Path:
     base = Path((info.context or {}).get("base_dir", "."))
     return (base / Path(path).expanduser()).resolve()
@@ -327,6 +337,7 @@ _Loader.add_implicit_resolver(
 # Nodes a document may expand to, aliases included: far above any real experiment, far below
 # what a "billion laughs" file (nested aliases, exponential growth) needs to hang the reader.
 MAX_YAML_NODES = 10_000
+MAX_YAML_DEPTH = 50  # nesting; far deeper would exhaust Python's recursion while reading
 
 
 def read_yaml(text: str, source: str = "experiment") -> Any:
@@ -344,6 +355,8 @@ def read_yaml(text: str, source: str = "experiment") -> Any:
         raise ExperimentError(source, f"{where}{problem}") from None
     except yaml.YAMLError as err:
         raise ExperimentError(source, " ".join(str(err).split())) from None
+    except RecursionError:  # nested so deeply that PyYAML's reader gives up
+        raise ExperimentError(source, f"nested deeper than {MAX_YAML_DEPTH} levels") from None
     finally:
         loader.dispose()
 
@@ -353,6 +366,10 @@ def _check_nodes(node: yaml.Node | None, path: list[str], count: list[int]) -> N
     the last of two equal keys silently, so a repeated key is an error here; and a document
     that expands past ``MAX_YAML_NODES`` is refused before anything is built from it."""
     count[0] += 1
+    if len(path) > MAX_YAML_DEPTH:
+        raise ExperimentError(
+            ".".join(path[:3]) + ".…", f"nested deeper than {MAX_YAML_DEPTH} levels"
+        )
     if count[0] > MAX_YAML_NODES:
         raise ExperimentError(
             ".".join(path) or "experiment",

@@ -98,6 +98,8 @@ def _watch(conn_fd: int) -> None:
     poller.register(conn_fd, events)
     while True:
         for _, happened in poller.poll():
+            if happened & select.POLLNVAL:  # the worker closed the socket itself: it is ending
+                return
             if happened & events:
                 _kill_own_group()
                 return
@@ -123,7 +125,7 @@ def holding_trial_dir(trial_dir: Path) -> Iterator[None]:
     killed run that is still running: this trial fails ``worker_lost`` rather than share it.
     A folder this machine cannot create (a Ray node without the run folder) goes unguarded."""
     try:
-        trial_dir.mkdir(parents=True, exist_ok=True)
+        trial_dir.mkdir(exist_ok=True)  # in the run's trials/ (never made on a node without it)
         handle = os.open(trial_dir / TRIAL_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError:
         yield

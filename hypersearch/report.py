@@ -43,16 +43,18 @@ def _num(value: Any, digits: int = 6) -> str:
 
 
 class RunProgress:
-    """Live bar (done/failed, best so far, elapsed, ETA) on a terminal; one line per trial else."""
+    """Live bar (done/failed, best so far, elapsed, ETA) on a terminal; one line per trial else;
+    with ``quiet`` (``--json``) only warnings."""
 
-    def __init__(self, store: RunStore, console: Console) -> None:
+    def __init__(self, store: RunStore, console: Console, quiet: bool = False) -> None:
         self.console = console
+        self.quiet = quiet
         self.budget = store.experiment.budget.trials
         self.primary = next(iter(store.experiment.objectives))
-        self.done, self.failed = _counts(store)
+        self.done, self.failed = store.tally()
         self._warned_dropped = False
         self._bar: Progress | None = None
-        if console.is_terminal:
+        if console.is_terminal and not quiet:
             self._bar = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -87,7 +89,7 @@ class RunProgress:
             self._bar.stop()
 
     def trial_finished(self, record: TrialRecord, store: RunStore) -> None:
-        self.done, self.failed = _counts(store)
+        self.done, self.failed = store.tally()
         if record.dropped and not self._warned_dropped:  # once per run: it is in every trial
             self._warned_dropped = True
             shown = ", ".join(record.dropped[:3]) + (", …" if len(record.dropped) > 3 else "")
@@ -96,6 +98,8 @@ class RunProgress:
                 f"warning: trial {record.number} returned {len(record.dropped)} metrics beyond "
                 f"the {MAX_METRICS} stored (with the objectives); dropped {shown}",
             )
+        if self.quiet:
+            return
         best = self._best(store)
         if self._bar is not None:
             self._bar.update(self._task, completed=self.done, failed=self.failed, best=best)
@@ -110,13 +114,6 @@ class RunProgress:
             f"trial {record.number} {record.state} {outcome} · best {best} · "
             f"{self.done}/{self.budget} done, {self.failed} failed",
         )
-
-
-def _counts(store: RunStore) -> tuple[int, int]:
-    """Finished trials that count toward the budget, and the failed ones among them (a trial
-    whose lost worker was retried is replaced by its retry)."""
-    counted = [r for r in store.finished() if not r.superseded]
-    return len(counted), sum(r.state == "FAIL" for r in counted)
 
 
 def best_trials_table(run: RunData, limit: int = 5) -> Table:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -82,7 +83,20 @@ class StrictModel(BaseModel):
                     raise rule_error(
                         str(key), f"unknown field{hint}; allowed: {', '.join(sorted(known))}"
                     )
+            data = {key: _plain(value) for key, value in data.items()}
         return data
+
+
+def _plain(value: Any) -> Any:
+    """What the Python API may pass where YAML gives plain values: tuples become lists, paths
+    strings, numpy scalars Python numbers (strictness is about YAML's strings, not these)."""
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 class FloatParam(StrictModel):

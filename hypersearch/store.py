@@ -32,9 +32,16 @@ import optuna
 import pandas as pd
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hypersearch import database, pareto
-from hypersearch.errors import NameTaken, RunFolderError, UserInputError, user_errors
+from hypersearch.errors import (
+    NameTaken,
+    RunFolderError,
+    UserInputError,
+    format_validation_error,
+    user_errors,
+)
 from hypersearch.executors.base import COMPLETE, FAIL, TrialResult
 from hypersearch.experiment import Experiment, load_experiment
 from hypersearch.folders import create_folder
@@ -109,6 +116,8 @@ class RunStore:
                     dt.datetime.now().isoformat(timespec="seconds"),
                 )
                 trials = self.study.get_trials(deepcopy=False)
+            with user_errors(field, run_dir, writing=True):
+                (run_dir / "trials").mkdir(exist_ok=True)  # each trial's folder goes in it
         except BaseException:
             self._lock.close()
             raise
@@ -116,7 +125,6 @@ class RunStore:
         self.records: dict[int, TrialRecord] = {}
         self._front: tuple[int, list[TrialRecord]] | None = None  # (finished trials, front)
         self._trial_ids: dict[int, int] = {}
-        self._user_attrs = _user_attr_table(self._rdb)
         for trial in trials:
             self.records[trial.number] = _record(trial)
             self._trial_ids[trial.number] = trial._trial_id
@@ -140,15 +148,21 @@ class RunStore:
         folder). The folder appears whole or not at all (``folders.create_folder``); a study
         name already in a shared storage moves on to the next free name."""
 
+        manifest: dict[str, Any] = {}
+
         def build(staging: Path, name: str) -> None:
             _atomic_write(staging / "experiment.yaml", experiment.to_yaml())
-            manifest = {
-                "algo": algo,
-                "seed": seed,
-                "storage": database.masked(storage),
-                "study_name": name,
-                "created": dt.datetime.now().isoformat(timespec="seconds"),
-            }
+            (staging / "trials").mkdir()
+            manifest.clear()
+            manifest.update(
+                {
+                    "algo": algo,
+                    "seed": seed,
+                    "storage": database.masked(storage),
+                    "study_name": name,
+                    "created": dt.datetime.now().isoformat(timespec="seconds"),
+                }
+            )
             rdb = database.open_storage(storage or database.sqlite_url(staging), "--storage")
             try:
                 with user_errors("--storage", storage or staging, writing=True):
@@ -165,7 +179,6 @@ class RunStore:
             _atomic_write(staging / "run.json", json.dumps(manifest, indent=2))
 
         run_dir = create_folder(out, base, build, numbered=numbered)
-        manifest = read_manifest(run_dir, "--out")
         return cls(run_dir, experiment, manifest, storage, field="--storage")
 
     @classmethod
@@ -260,7 +273,7 @@ class RunStore:
             {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
             for key, value in attrs.items()
         ]
-        table = self._user_attrs
+        table = _USER_ATTRS
         with self._rdb.engine.begin() as connection:
             connection.execute(
                 table.delete().where(table.c.trial_id == trial_id, table.c.key.in_(list(attrs)))
@@ -274,7 +287,12 @@ class RunStore:
 
     def counted(self) -> int:
         """Finished trials that count toward the budget (a lost trial's retry replaces it)."""
-        return sum(r.finished and not r.superseded for r in self.records.values())
+        return self.tally()[0]
+
+    def tally(self) -> tuple[int, int]:
+        """Finished trials that count toward the budget, and the failed ones among them."""
+        counted = [r for r in self.records.values() if r.finished and not r.superseded]
+        return len(counted), sum(r.state == FAIL for r in counted)
 
     def running(self) -> list[TrialRecord]:
         return [r for r in self.records.values() if r.state == RUNNING]
@@ -408,28 +426,40 @@ def _record(trial: FrozenTrial) -> TrialRecord:
     )
 
 
+class Manifest(BaseModel):
+    """``run.json``: what a run was made with (the storage URL with its password masked)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    algo: str
+    seed: int
+    study_name: str
+    storage: str | None = None
+
+
 def read_manifest(run_dir: Path, field: str) -> dict[str, Any]:
     """A run folder's ``run.json``: what it was run with (one line if missing or damaged)."""
     path = run_dir / "run.json"
     if not path.is_file():
         raise RunFolderError(f"{field}: {run_dir} is not a hypersearch run folder (no run.json)")
     with user_errors(field, path):
-        manifest = json.loads(path.read_bytes().decode())
-    missing = [
-        k
-        for k in ("algo", "seed", "study_name")
-        if not isinstance(manifest, dict) or k not in manifest
-    ]
-    if missing:
-        raise RunFolderError(f"{field}: {path} is damaged (no {', '.join(missing)})")
-    return manifest
+        data = json.loads(path.read_bytes().decode())
+    try:
+        return Manifest.model_validate(data).model_dump()
+    except ValidationError as err:
+        raise RunFolderError(
+            f"{field}: {path} is damaged ({format_validation_error(err)})"
+        ) from None
 
 
-def _user_attr_table(storage: optuna.storages.RDBStorage) -> sqlalchemy.Table:
-    """Optuna's table of trial user attrs (its schema is what optuna-dashboard reads)."""
-    return sqlalchemy.Table(
-        "trial_user_attributes", sqlalchemy.MetaData(), autoload_with=storage.engine
-    )
+# Optuna's table of trial user attrs (its schema is what optuna-dashboard reads), for writing a
+# result's metrics in one statement.
+_USER_ATTRS = sqlalchemy.table(
+    "trial_user_attributes",
+    sqlalchemy.column("trial_id"),
+    sqlalchemy.column("key"),
+    sqlalchemy.column("value_json"),
+)
 
 
 def _lock(run_dir: Path) -> Any:

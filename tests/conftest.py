@@ -82,6 +82,27 @@ def drop_file_privileges() -> None:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
+@pytest.fixture(scope="session")
+def read_only_works(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Skip a test unless ``run_cli(..., unprivileged=True)`` really cannot write into a
+    read-only folder here (root needs CAP_SETPCAP to give its override up)."""
+    folder = tmp_path_factory.mktemp("read-only")
+    read_only(folder)
+    try:
+        wrote = (
+            subprocess.run(
+                ["sh", "-c", f"touch {folder}/x"], preexec_fn=drop_file_privileges, check=False
+            ).returncode
+            == 0
+        )
+    except (OSError, subprocess.SubprocessError):
+        wrote = True
+    finally:
+        writable(folder)
+    if wrote:
+        pytest.skip("this machine lets the test process write into read-only folders")
+
+
 def read_only(path: Path) -> None:
     """Make a file, or a folder and everything in it, read-only."""
     for item in [path, *path.rglob("*")] if path.is_dir() else [path]:

@@ -29,7 +29,7 @@ def finished_run(tmp_path: Path, trials: int = 3) -> Path:
 
 
 @pytest.mark.parametrize("command", ["run", "compare"])
-def test_out_that_is_read_only_is_one_line(command: str, tmp_path: Path) -> None:
+def test_out_that_is_read_only_is_one_line(command: str, tmp_path: Path, read_only_works) -> None:
     out = tmp_path / "locked"
     out.mkdir()
     read_only(out)
@@ -59,7 +59,9 @@ def test_out_below_a_file_is_one_line(tmp_path: Path, cli) -> None:
     one_line_error(result, f"error: --out: {out} is not writable (not a folder)")
 
 
-def test_resume_with_a_read_only_study_is_one_line_and_changes_nothing(tmp_path: Path) -> None:
+def test_resume_with_a_read_only_study_is_one_line_and_changes_nothing(
+    tmp_path: Path, read_only_works
+) -> None:
     run_dir = finished_run(tmp_path)
     before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
     read_only(run_dir / "study.db")
@@ -83,7 +85,7 @@ def test_resume_with_a_read_only_study_is_one_line_and_changes_nothing(tmp_path:
     assert after["summary.json"] == before["summary.json"]
 
 
-def test_resume_of_a_read_only_run_folder_is_one_line(tmp_path: Path) -> None:
+def test_resume_of_a_read_only_run_folder_is_one_line(tmp_path: Path, read_only_works) -> None:
     run_dir = finished_run(tmp_path)
     before = (run_dir / "experiment.yaml").read_bytes()
     read_only(run_dir)
@@ -105,7 +107,7 @@ def test_resume_of_a_read_only_run_folder_is_one_line(tmp_path: Path) -> None:
 
 
 def test_run_folder_made_read_only_mid_run_is_one_line_and_resumable(
-    tmp_path: Path, write_experiment
+    tmp_path: Path, write_experiment, read_only_works, cli
 ) -> None:
     """A python objective locks its own run folder after the first trials: the driver stops
     with one line, and once the folder is writable again the run resumes to its budget."""
@@ -144,7 +146,7 @@ def test_run_folder_made_read_only_mid_run_is_one_line_and_resumable(
     writable(run_dir)
     one_line_error(result, f"error: run folder: {run_dir} is not writable (Permission denied)")
     (module).write_text("def objective(config, ctx):\n    return config['x'] ** 2\n")
-    resumed = run_cli("run", "--resume", str(run_dir), "--executor", "inline", "--json")  # fresh
+    resumed = cli("run", "--resume", run_dir, "--executor", "inline", "--json")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["complete"] == 6
 
@@ -154,8 +156,16 @@ def test_run_folder_made_read_only_mid_run_is_one_line_and_resumable(
     [
         (b"{not json", "is not valid JSON"),
         (b"\xff\xfe\x00", "is not UTF-8 text"),
-        (b'{"algo": "tpe"}', "is damaged (no seed, study_name)"),
-        (b"[1, 2]", "is damaged (no algo, seed, study_name)"),
+        (b'{"algo": "tpe", "study_name": "x"}', "is damaged (seed: required field is missing)"),
+        (b"[1, 2]", "is damaged (must be a mapping (got a list))"),
+        (
+            b'{"algo": "tpe", "seed": "zero", "study_name": "x"}',
+            "is damaged (seed: must be an integer (got the string 'zero'))",
+        ),
+        (
+            b'{"algo": "tpe", "seed": 0, "study_name": "x", "storage": 5}',
+            "is damaged (storage: must be a string (got 5))",
+        ),
     ],
 )
 def test_damaged_run_json_is_one_line(content: bytes, says: str, tmp_path: Path, cli) -> None:
@@ -183,3 +193,34 @@ def test_name_starting_with_a_dot_is_refused(command: str, name: str, tmp_path: 
     result = cli(command, BRANIN, "--name", name, "--out", out)
     one_line_error(result, "error: --name: must be 1-64 letters, digits, '.', '_' or '-', not")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"{", "is not valid JSON"),
+        (b'{"seeds": [0]}', "is damaged (algos: required field is missing)"),
+        (b'{"algos": "tpe", "seeds": [0]}', "is damaged (algos: must be a list (got the string"),
+    ],
+)
+def test_damaged_compare_json_is_one_line(content: bytes, says: str, tmp_path: Path, cli) -> None:
+    made = cli(
+        "compare",
+        BRANIN,
+        "--algos",
+        "random",
+        "--seeds",
+        "1",
+        "--trials",
+        "2",
+        "--executor",
+        "inline",
+        "--out",
+        tmp_path,
+    )
+    assert made.returncode == 0, made.stderr
+    [folder] = [p for p in tmp_path.iterdir() if p.name.startswith("compare-")]
+    (folder / "compare.json").write_bytes(content)
+    result = cli("compare", "--resume", folder, "--executor", "inline")
+    one_line_error(result, f"error: --resume: {folder / 'compare.json'} ")
+    assert says in result.stderr

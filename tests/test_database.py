@@ -6,6 +6,7 @@ package, started by the test on 127.0.0.1; skipped with the reason where it is n
 from __future__ import annotations
 
 import glob
+import importlib.util
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ from hypersearch.database import STORAGE_ENV, masked, resumed_url
 from hypersearch.errors import UserInputError
 from hypersearch.experiment import load_experiment
 from hypersearch.store import RunStore
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO
 
 PASSWORD = "S3cret-pw_do-not-print"
 BRANIN = REPO / "searchspaces" / "branin.yaml"
@@ -39,7 +40,13 @@ BRANIN = REPO / "searchspaces" / "branin.yaml"
         ("mysql+pymysql://u:p%40ss@h/d", "mysql+pymysql://u:***@h/d"),
         ("postgresql://hs@db/runs", "postgresql://hs@db/runs"),
         ("sqlite:////tmp/x/study.db", "sqlite:////tmp/x/study.db"),
-        ("not a url://u:secret@h", "not a url://u:***@h"),
+        ("not a url://u:secret@h", "not a url://u:secret@h"),  # no scheme: not a URL
+        ("postgresql://hs:p@ss/w0rd@db/runs", "postgresql://hs:***@db/runs"),  # unescaped @ /
+        (
+            "postgresql://hs@db/runs?password=pw&sslmode=x",
+            "postgresql://hs@db/runs?password=***&sslmode=x",
+        ),
+        ("postgresql://hs@db/runs?sslpassword=pw", "postgresql://hs@db/runs?sslpassword=***"),
     ],
 )
 def test_masked_hides_the_password_and_nothing_else(url: str, shown: str) -> None:
@@ -73,13 +80,26 @@ def test_a_resume_takes_the_password_again() -> None:
             f"mysql://hs:{PASSWORD}@127.0.0.1:1/runs",
             "error: --storage: mysql needs the MySQLdb package (pip install mysqlclient)",
         ),
-        ("nosuchdb://h/d", "error: --storage: not a database URL SQLAlchemy understands"),
+        ("nosuchdb://h/d", "error: --storage: unknown database kind 'nosuchdb'"),
         ("just-words", "error: --storage: not a database URL SQLAlchemy understands"),
+        (
+            f"postgresql://hs:{PASSWORD}@127.0.0.1:notaport/runs",
+            "error: --storage: not a database URL SQLAlchemy understands",
+        ),
+        (  # an unescaped @ and / in the password: the driver would read a piece of it as host
+            f"postgresql://hs:p@ss/{PASSWORD}@127.0.0.1:1/runs",
+            "error: --storage: cannot tell the password from the host in "
+            "postgresql://hs:***@127.0.0.1:1/runs: percent-encode",
+        ),
     ],
 )
-def test_storage_that_cannot_be_used_is_one_line(url: str, expected: str, tmp_path: Path) -> None:
+def test_storage_that_cannot_be_used_is_one_line(
+    url: str, expected: str, tmp_path: Path, cli
+) -> None:
     pytest.importorskip("psycopg", reason="the psycopg driver is in the test extra")
-    result = run_cli("run", str(BRANIN), "--storage", url, "--out", str(tmp_path / "runs"))
+    if url.startswith("mysql") and importlib.util.find_spec("MySQLdb") is not None:
+        pytest.skip("mysqlclient is installed here: the missing-driver case cannot happen")
+    result = cli("run", BRANIN, "--storage", url, "--out", tmp_path / "runs")
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(expected), result.stderr
@@ -150,19 +170,20 @@ def _files_containing(folder: Path, secret: str) -> list[Path]:
 
 
 def test_password_is_never_written_or_printed_and_resume_asks_for_it(
-    postgres: str, tmp_path: Path
+    postgres: str, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "runs"
-    first = run_cli(
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    first = cli(
         "run",
-        str(BRANIN),
+        BRANIN,
         "--trials",
-        "4",
+        4,
         "--executor",
         "inline",
         "--json",
         "--out",
-        str(out),
+        out,
         "--storage",
         postgres,
     )
@@ -182,35 +203,27 @@ def test_password_is_never_written_or_printed_and_resume_asks_for_it(
 
     # a resume without the password says where to give it, and changes nothing
     before = (run_dir / "experiment.yaml").read_bytes()
-    refused = run_cli("run", "--resume", str(run_dir), "--trials", "6", env={STORAGE_ENV: ""})
+    refused = cli("run", "--resume", run_dir, "--trials", 6)
     assert refused.returncode == 2
     assert refused.stderr.count("\n") == 1 and STORAGE_ENV in refused.stderr, refused.stderr
     assert (run_dir / "experiment.yaml").read_bytes() == before
 
     # from the environment: the resume runs to its new budget, and still writes no password
-    resumed = run_cli(
-        "run",
-        "--resume",
-        str(run_dir),
-        "--trials",
-        "6",
-        "--executor",
-        "inline",
-        "--json",
-        env={STORAGE_ENV: postgres},
-    )
+    monkeypatch.setenv(STORAGE_ENV, postgres)
+    resumed = cli("run", "--resume", run_dir, "--trials", 6, "--executor", "inline", "--json")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["complete"] == 6
     assert PASSWORD not in resumed.stdout + resumed.stderr
     assert _files_containing(run_dir, PASSWORD) == []
 
     # or from --storage again
-    again = run_cli(
+    monkeypatch.delenv(STORAGE_ENV)
+    again = cli(
         "run",
         "--resume",
-        str(run_dir),
+        run_dir,
         "--trials",
-        "7",
+        7,
         "--executor",
         "inline",
         "--json",
@@ -221,9 +234,9 @@ def test_password_is_never_written_or_printed_and_resume_asks_for_it(
     assert len(optuna.load_study(study_name=summary["study_name"], storage=postgres).trials) == 7
 
 
-def test_wrong_password_is_one_line_without_it(postgres: str, tmp_path: Path) -> None:
+def test_wrong_password_is_one_line_without_it(postgres: str, tmp_path: Path, cli) -> None:
     wrong = postgres.replace(PASSWORD, "not-" + PASSWORD)
-    result = run_cli("run", str(BRANIN), "--storage", wrong, "--out", str(tmp_path / "runs"))
+    result = cli("run", BRANIN, "--storage", wrong, "--out", tmp_path / "runs")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "password authentication failed" in result.stderr, result.stderr
@@ -282,3 +295,80 @@ def test_two_drivers_with_one_name_and_storage_both_run(postgres: str, tmp_path:
     names = {s["study_name"] for s in summaries}
     assert len(names) == 2
     assert all(s["complete"] == 3 for s in summaries)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [PermissionError(13, "Permission denied"), json.JSONDecodeError("Expecting value", "{", 0)],
+)
+def test_a_message_about_a_url_never_shows_its_password(error: Exception) -> None:
+    """Whatever goes wrong with a URL-named target, the line shows the URL masked."""
+    from hypersearch.errors import user_errors
+
+    url = f"postgresql://hs:{PASSWORD}@db:5432/runs"
+    with pytest.raises(UserInputError) as raised, user_errors("--storage", url, writing=True):
+        raise error
+    assert PASSWORD not in str(raised.value)
+    assert "postgresql://hs:***@db:5432/runs" in str(raised.value)
+
+
+def test_the_environment_variable_does_not_stop_a_sqlite_run_from_resuming(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HYPERSEARCH_STORAGE gives new runs their storage and a hidden password back; a run whose
+    study is in its folder resumes whatever it says."""
+    from hypersearch.engine import run
+
+    first = run(BRANIN, trials=2, executor="inline", out=tmp_path)
+    monkeypatch.setenv(STORAGE_ENV, f"postgresql://hs:{PASSWORD}@127.0.0.1:1/runs")
+    resumed = cli("run", "--resume", first.run_dir, "--trials", 3, "--executor", "inline")
+    assert resumed.returncode == 0, resumed.stderr
+    assert PASSWORD not in resumed.stdout + resumed.stderr
+
+
+TELLS_ENV = f"""
+import os
+
+def f(config):
+    return {{"value": config["x"] ** 2, "sees_storage": float("{STORAGE_ENV}" in os.environ)}}
+"""
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_trials_never_see_the_storage_variable(
+    executor: str, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The variable holds a password: worker processes and command objectives run without it.
+    (A python objective under ``--executor inline`` runs in the driver, with its environment.)"""
+    (tmp_path / "tells_env.py").write_text(TELLS_ENV)
+    (tmp_path / "tells_env_cmd.py").write_text(
+        "import json, os\nprint(json.dumps({'value': 1.0, "
+        f"'sees_storage': float({STORAGE_ENV!r} in os.environ)}}))\n"
+    )
+    objective = (
+        "{command: {argv: [python, tells_env_cmd.py], cwd: .}}"
+        if executor == "inline"
+        else f"{{python: {{function: 'tells_env:f', path: [{str(tmp_path)!r}]}}}}"
+    )
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        f"name: env\nobjective: {objective}\n"
+        "params: {x: {type: float, low: -1, high: 1}}\nbudget: {trials: 2, parallel: 1}\n"
+    )
+    monkeypatch.setenv(STORAGE_ENV, "sqlite:///" + str(tmp_path / "s.db"))
+    result = cli(
+        "run",
+        path,
+        "--algo",
+        "random",
+        "--executor",
+        executor,
+        "--out",
+        tmp_path / "runs",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    rows = (Path(json.loads(result.stdout)["run_dir"]) / "trials.csv").read_text()
+    header, *lines = rows.splitlines()
+    column = header.split(",").index("sees_storage")
+    assert [float(line.split(",")[column]) for line in lines] == [0.0, 0.0]

@@ -345,19 +345,42 @@ def test_budget_cpus_and_gpus_per_trial() -> None:
 
 
 @pytest.mark.parametrize(
-    ("executor", "error"),
+    ("executor", "address", "error"),
     [
-        ("local", "--ray-address: only used with --executor ray (got 'local')"),
-        ("ray", "--ray-address: nothing answers at 127.0.0.1:1 (is `ray start --head` running "),
+        ("local", "127.0.0.1:1", "--ray-address: only used with --executor ray (got 'local')"),
+        (
+            "ray",
+            "127.0.0.1:1",
+            "--ray-address: nothing answers at 127.0.0.1:1 (is `ray start --head` running ",
+        ),
+        (
+            "ray",
+            "127.0.0.1:notaport",
+            "--ray-address: expected HOST:PORT, ray://HOST:PORT or auto (got '127.0.0.1:notaport')",
+        ),
     ],
 )
-def test_bad_ray_address_is_an_input_error(executor: str, error: str, tmp_path: Path) -> None:
+def test_bad_ray_address_is_an_input_error(
+    executor: str, address: str, error: str, tmp_path: Path
+) -> None:
     """One line, exit 2, and no run folder: nothing is started for a flag that cannot work."""
     proc = run_cli(
         *("run", str(REPO / "searchspaces" / "branin.yaml"), "--executor", executor),
-        *("--ray-address", "127.0.0.1:1", "--out", str(tmp_path)),
+        *("--ray-address", address, "--out", str(tmp_path)),
     )
     assert proc.returncode == 2
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith(f"error: {error}")
     assert not any(tmp_path.iterdir())
+
+
+def test_a_ray_runtime_env_path_that_does_not_exist_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "exp.yaml").write_text(
+        "objective: {synthetic: branin}\nray: {runtime_env: {working_dir: no-such-folder}}\n"
+    )
+    proc = run_cli("run", str(tmp_path / "exp.yaml"), "--executor", "ray", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert line == (
+        f"error: ray.runtime_env.working_dir: {tmp_path / 'no-such-folder'} does not exist"
+    )

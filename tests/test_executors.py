@@ -128,9 +128,14 @@ def _pid(ctx, name, pid):
     os.replace(tmp, ctx.trial_dir / name)
 
 
-def _grandchild(ctx):
+def _grandchild(ctx, quiet=False):
     _pid(ctx, "worker.pid", os.getpid())
-    _pid(ctx, "grandchild.pid", subprocess.Popen(["sleep", "60"]).pid)
+    if quiet:  # holds none of the driver's pipes, and would outlive any test
+        devnull = subprocess.DEVNULL
+        child = subprocess.Popen(["sleep", "600"], stdout=devnull, stderr=devnull)
+    else:
+        child = subprocess.Popen(["sleep", "60"])
+    _pid(ctx, "grandchild.pid", child.pid)
 
 
 def f(config, ctx):
@@ -143,6 +148,9 @@ def f(config, ctx):
         return {{"value": -math.inf, "other": 1.0}}
     if mode == "hang":
         _grandchild(ctx)
+        time.sleep(60)
+    if mode == "orphan":
+        _grandchild(ctx, quiet=True)
         time.sleep(60)
     if mode == "sleep":
         time.sleep(60)
@@ -246,7 +254,7 @@ def check_python_row(run: Run, row: dict[str, str], mode: str) -> None:
         assert_failed(row, "non_finite", "value=nan")
     elif mode == "inf":
         assert_failed(row, "non_finite", "value=-inf")
-    elif mode in ("hang", "sleep"):
+    elif mode in ("hang", "orphan", "sleep"):
         assert_failed(row, "timeout", "still running after 1")
     elif mode == "suicide":
         assert_failed(row, "worker_lost", "SIGKILL")
@@ -418,9 +426,9 @@ def test_local_workers_run_nicer_than_the_driver(tmp_path: Path) -> None:
 
 # -- inline executor: trials run in the driver, one at a time -----------------------------------
 
-# "sleep", not "hang": a grandchild started by a python objective running in the driver is out
-# of reach of any timeout (inline has no process group to kill) and holds run_cli's stdout open.
-INLINE_PY_MODES = ["raise", "nan", "inf", "hang", "ok"]
+# "orphan": a grandchild started by a python objective running in the driver, which holds none
+# of the driver's pipes, so nothing but the executor's clean-up after the timeout ends it.
+INLINE_PY_MODES = ["raise", "nan", "inf", "orphan", "ok"]
 INLINE_CMD_MODES = ["ok", "exit3", "nan", "hang", "grandchild", "garbage"]
 
 

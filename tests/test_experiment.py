@@ -504,7 +504,8 @@ def test_billion_laughs_is_refused_at_once(command: str, tmp_path: Path, cli) ->
     path.write_text(LAUGHS)
     assert len(LAUGHS) < 1024
     args = [command, str(path)] + (["--out", str(tmp_path / "runs")] if command == "run" else [])
-    result = cli(*args)  # a regression would hang: pytest's timeout is the safety net
+    # validate in a process of its own, whose timeout stops a regression that would hang
+    result = run_cli(*args, timeout=300) if command == "validate" else cli(*args)
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
     assert "expands to more than 10000 values through YAML aliases" in result.stderr
@@ -559,3 +560,43 @@ def test_unknown_field_lists_what_is_allowed_in_the_same_order_every_time(
         "error: budget.trails: unknown field (did you mean 'trials'?); allowed: cpus_per_trial, "
         "gpus_per_trial, parallel, population_size, trial_timeout, trials\n"
     }
+
+
+@pytest.mark.parametrize("depth", [60, 5000])
+def test_deeply_nested_yaml_is_one_line(depth: int, tmp_path: Path, cli) -> None:
+    """Past PyYAML's own recursion (5000 brackets in 10 KB) or past a depth no experiment
+    needs: one line, not a RecursionError."""
+    path = tmp_path / "deep.yaml"
+    path.write_text(
+        "objective: {synthetic: branin}\nalgorithm: {tpe: {x: " + "[" * depth + "]" * depth + "}}\n"
+    )
+    result = cli("validate", path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "nested deeper than 50 levels" in result.stderr
+
+
+def test_the_python_api_takes_tuples_paths_and_numpy_numbers(tmp_path: Path) -> None:
+    """Strict about YAML's strings, not about what Python code naturally passes."""
+    import numpy as np
+
+    exp = parse_experiment(
+        {
+            "objective": {"python": {"function": "m:f", "path": [tmp_path]}},
+            "params": {
+                "c": {"type": "categorical", "choices": ("a", "b")},
+                "x": {"type": "float", "low": np.float64(0.5), "high": 2},
+            },
+            "budget": {"trials": np.int64(7)},
+        }
+    )
+    assert exp.budget.trials == 7 and isinstance(exp.budget.trials, int)
+    assert exp.params["c"].choices == ["a", "b"]
+    assert exp.objective.python.path == [str(tmp_path)]
+    with pytest.raises(ExperimentError, match="must be a number"):
+        parse_experiment(
+            {
+                "objective": {"synthetic": "branin"},
+                "params": {"x": {"type": "float", "low": "0.5", "high": 2}},
+            }
+        )

@@ -8,16 +8,20 @@ import contextlib
 import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
 
 from hypersearch import engine
 from hypersearch.errors import TrialFailure
+from hypersearch.executors.base import TrialRequest
+from hypersearch.experiment import ObjectiveSpec
 from hypersearch.processes import TRIAL_LOCK, descendants, holding_trial_dir, trial_dir_free
 from tests.conftest import REPO, survivors
 
@@ -97,27 +101,9 @@ def test_sigkill_of_the_driver_takes_its_workers_and_their_children(tmp_path: Pa
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_a_worker_whose_driver_is_gone_exits_at_once(tmp_path: Path) -> None:
-    """The race the parent-death signal cannot cover: the driver dies before the worker has
-    asked for the signal. The worker sees its parent is not the driver and ends."""
-    import socket
-
-    ours, theirs = socket.socketpair()
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "hypersearch.executors.worker", str(theirs.fileno()), "cpu", "1"],
-        pass_fds=[theirs.fileno()],
-        process_group=0,
-    )
-    theirs.close()
-    try:
-        assert worker.wait(timeout=300) == -signal.SIGKILL
-    finally:
-        ours.close()
-
-
-def test_a_worker_exits_when_its_driver_closes_the_socket(tmp_path: Path) -> None:
-    import socket
-
+def _worker(driver_pid: int) -> tuple[socket.socket, subprocess.Popen]:
+    """A worker process as the local executor starts one (its own group), and our end of its
+    socket; ``driver_pid`` is who it takes for its driver."""
     ours, theirs = socket.socketpair()
     worker = subprocess.Popen(
         [
@@ -126,18 +112,58 @@ def test_a_worker_exits_when_its_driver_closes_the_socket(tmp_path: Path) -> Non
             "hypersearch.executors.worker",
             str(theirs.fileno()),
             "cpu",
-            str(os.getpid()),
+            str(driver_pid),
         ],
         pass_fds=[theirs.fileno()],
         process_group=0,
     )
     theirs.close()
-    ours.close()  # as the kernel does when the driver dies
-    assert worker.wait(timeout=300) in (-signal.SIGKILL, 0)
+    return ours, worker
+
+
+def test_a_worker_whose_driver_is_gone_exits_at_once() -> None:
+    """The race the parent-death signal cannot cover: the driver died before the worker asked
+    for the signal. The worker sees that its parent is not its driver (a process that has
+    ended) and kills itself."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    ours, worker = _worker(gone.pid)
+    try:
+        assert worker.wait(timeout=300) == -signal.SIGKILL
+    finally:
+        ours.close()
+
+
+def test_a_worker_in_a_trial_dies_when_its_driver_closes_the_socket(tmp_path: Path) -> None:
+    """A worker busy in a trial (and the `sleep` its trial started) is killed when the socket to
+    its driver closes, as the kernel closes it when the driver dies: the watching thread, not
+    the parent-death signal (its parent, this test, lives on)."""
+    (tmp_path / "hanging.py").write_text(textwrap.dedent(HANGING))
+    spec = ObjectiveSpec.model_validate(
+        {"python": {"function": "hanging:f", "path": [str(tmp_path)]}}
+    )
+    ours, worker = _worker(os.getpid())
+    conn = Connection(ours.detach())
+    try:
+        conn.send(spec.model_dump(mode="json"))
+        (tmp_path / "trials").mkdir()
+        conn.send(TrialRequest(0, {"x": 0.1}, 1, tmp_path / "trials" / "0"))
+        assert conn.recv() == "started"
+        child = tmp_path / "trials" / "0" / "child.pid"
+        deadline = time.monotonic() + 300
+        while not child.exists():
+            assert time.monotonic() < deadline and worker.poll() is None
+            time.sleep(0.05)
+        sleep_pid = int(child.read_text())
+    finally:
+        conn.close()
+    assert worker.wait(timeout=300) == -signal.SIGKILL
+    assert survivors([sleep_pid], timeout=30) == []
 
 
 def test_a_held_trial_folder_is_not_shared(tmp_path: Path) -> None:
     folder = tmp_path / "trials" / "3"
+    (tmp_path / "trials").mkdir()
     with holding_trial_dir(folder):
         assert (folder / TRIAL_LOCK).exists()
         assert not trial_dir_free(folder, 0.0)
@@ -147,6 +173,9 @@ def test_a_held_trial_folder_is_not_shared(tmp_path: Path) -> None:
         assert failure.value.reason == "worker_lost"
     assert trial_dir_free(folder, 0.0)
     assert trial_dir_free(tmp_path / "trials" / "never-ran", 0.0)
+    elsewhere = tmp_path / "not-a-run" / "trials" / "0"  # e.g. a Ray node without the folder
+    with holding_trial_dir(elsewhere):
+        assert not elsewhere.exists()  # unguarded, and nothing made on that machine
 
 
 STRAY = """
@@ -178,8 +207,10 @@ def test_resume_never_shares_a_trial_folder_with_a_stray_process(
     driver = _start(_experiment(tmp_path, HANGING), out)
     try:
         _wait_for_files(tmp_path, "*.pid", 4, driver)
+        workers = descendants(driver.pid)
         driver.send_signal(signal.SIGKILL)
         driver.wait()
+        assert survivors(sorted(workers), timeout=30) == []  # they let go of their folders
     finally:
         for pid in [int(p.read_text()) for p in tmp_path.rglob("*.pid")]:
             with contextlib.suppress(ProcessLookupError):

@@ -43,24 +43,32 @@ def _free_port() -> int:
 
 
 class Node:
-    """One ``ray start --block`` in its own process group: stopping the group stops the node."""
+    """One ``ray start --block`` in its own process group: stopping the group stops the node.
+    Its output goes to ``log``, shown if the node ends early."""
 
-    def __init__(self, *args: str, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [
-                RAY,
-                "start",
-                "--block",
-                "--node-ip-address",
-                "127.0.0.1",
-                "--disable-usage-stats",
-                *args,
-            ],
-            env=env,
-            process_group=0,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    def __init__(self, *args: str, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("wb") as handle:
+            self.process = subprocess.Popen(
+                [
+                    RAY,
+                    "start",
+                    "--block",
+                    "--node-ip-address",
+                    "127.0.0.1",
+                    "--disable-usage-stats",
+                    *args,
+                ],
+                env=env,
+                process_group=0,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-3000:]
+            raise AssertionError(f"a Ray node ended ({self.process.returncode}):\n{tail}")
 
     def raylet(self) -> int:
         """The node's raylet (its process group holds the node's Ray processes)."""
@@ -83,40 +91,50 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env | {"RAY_health_check_period_ms": "1000", **AUTH, **extra}
 
 
-def _wait_for_nodes(address: str, count: int) -> None:
+def _wait_for_nodes(address: str, nodes: list[Node]) -> None:
+    """Until the cluster counts every node alive (failing at once if one of them ends)."""
     script = textwrap.dedent(f"""
         import time, ray, logging
         ray.init(address={address!r}, logging_level=logging.ERROR, log_to_driver=False)
-        deadline = time.monotonic() + 300
-        while sum(n["Alive"] for n in ray.nodes()) < {count}:
-            assert time.monotonic() < deadline, ray.nodes()
+        while sum(n["Alive"] for n in ray.nodes()) < {len(nodes)}:
             time.sleep(0.2)
     """)
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=600, env=_clean_env())
+    waiter = subprocess.Popen([sys.executable, "-c", script], env=_clean_env())
+    deadline = time.monotonic() + 600  # a safety net: it takes seconds
+    try:
+        while waiter.poll() is None:
+            for node in nodes:
+                node.check_alive()
+            assert time.monotonic() < deadline, "the Ray cluster did not form"
+            time.sleep(0.2)
+        assert waiter.returncode == 0
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[tuple[str, list[Node]]]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[Node]]]:
     """A head with no CPUs (it runs no trial) and two one-CPU worker nodes, A and B."""
+    logs = tmp_path_factory.mktemp("ray-nodes")
     port = _free_port()
     address = f"127.0.0.1:{port}"
-    head = Node(
-        "--head",
-        "--port",
-        str(port),
-        "--num-cpus",
-        "0",
-        "--include-dashboard=false",
-        env=_clean_env(),
-    )
-    nodes = [head]
+    head_args = ("--head", "--port", str(port), "--num-cpus", "0", "--include-dashboard=false")
+    nodes = [Node(*head_args, env=_clean_env(), log=logs / "head.log")]
     try:
-        _wait_for_nodes(address, 1)
-        for name in ("A", "B"):
+        _wait_for_nodes(address, nodes)
+        for name in ("A", "B"):  # one after the other: two starting at once may pick one port
             nodes.append(
-                Node("--address", address, "--num-cpus", "1", env=_clean_env(HS_NODE=name))
+                Node(
+                    "--address",
+                    address,
+                    "--num-cpus",
+                    "1",
+                    env=_clean_env(HS_NODE=name),
+                    log=logs / f"{name}.log",
+                )
             )
-        _wait_for_nodes(address, 3)
+            _wait_for_nodes(address, nodes)
         yield address, nodes
     finally:
         for node in reversed(nodes):

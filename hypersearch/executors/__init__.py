@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hypersearch.errors import UserInputError
 from hypersearch.executors.base import COMPLETE, FAIL, Executor, TrialRequest, TrialResult
+
+if TYPE_CHECKING:
+    from hypersearch.experiment import RaySpec
 
 EXECUTORS = ("inline", "local", "ray")
 
@@ -44,7 +47,7 @@ def make_executor(
     gpus_per_trial: float = 0.0,
     gpus: list[str] | None = None,
     trials_per_gpu: int = 1,
-    ray_spec: Any = None,
+    ray_spec: RaySpec | None = None,
 ) -> Executor:
     """Build an executor by name (``--executor``); the Ray options (``ray_spec``: the
     experiment's ``ray:``) apply to ``ray`` only."""

@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from hypersearch.database import trial_environment
 from hypersearch.devices import Slot, plan_slots
 from hypersearch.executors.base import Executor, TrialRequest, TrialResult
 from hypersearch.executors.worker import STARTED
@@ -90,7 +91,7 @@ class LocalExecutor(Executor):
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **slot.env},
+                env={**trial_environment(), **slot.env},
             )
         finally:
             theirs.close()

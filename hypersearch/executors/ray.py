@@ -28,16 +28,21 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 import ray.exceptions
+import ray.runtime_env
 import ray.util
 
+from hypersearch.database import storage_env_hidden
 from hypersearch.errors import UserInputError
 from hypersearch.executors.base import Executor, TrialRequest, TrialResult, execute
 from hypersearch.objectives.base import Objective
 from hypersearch.processes import group_members, kill_all, kill_group
+
+if TYPE_CHECKING:
+    from hypersearch.experiment import ObjectiveSpec, RaySpec
 
 STARTED = "started"
 TIMEOUT_GRACE_S = 2.0  # the worker enforces the timeout itself; the driver kills it after this
@@ -167,7 +172,7 @@ class RayExecutor(Executor):
         cpus_per_trial: float = 1.0,
         gpus_per_trial: float = 0.0,
         log_dir: Path | None = None,
-        ray_spec: Any = None,
+        ray_spec: RaySpec | None = None,
     ) -> None:
         """``ray_spec`` (the experiment's ``ray:``) sets the runtime environment of every trial;
         on a cluster (``address``) the python objective's own module is shipped too."""
@@ -271,7 +276,7 @@ class RayExecutor(Executor):
 
 
 def runtime_env(
-    objective_spec: Any, ray_spec: Any, *, ship_objective: bool
+    objective_spec: ObjectiveSpec, ray_spec: RaySpec | None, *, ship_objective: bool
 ) -> dict[str, Any] | None:
     """Ray's ``runtime_env`` for the trials: the experiment's ``ray.runtime_env``, the
     ``ray.forward_env`` variables copied from this process's environment into ``env_vars``,
@@ -291,22 +296,23 @@ def runtime_env(
         module = _objective_module(objective_spec)
         if module is not None:
             env["py_modules"] = [module]
+    try:  # Ray's own checks (paths that exist, types), before anything starts
+        ray.runtime_env.RuntimeEnv(**env)
+    except (TypeError, ValueError) as err:
+        raise UserInputError(f"ray.runtime_env: {' '.join(str(err).split())}") from None
     return env or None
 
 
-def _objective_module(objective_spec: Any) -> str | None:
+def _objective_module(objective_spec: ObjectiveSpec) -> str | None:
     """The file or package folder of a python objective's top-level module, unless it is
     installed (site-packages, the standard library): what a cluster's nodes lack."""
-    if getattr(objective_spec, "python", None) is None:
+    if objective_spec.python is None:
         return None
-    import importlib.util
+    import importlib.machinery
     import sysconfig
 
     top = objective_spec.python.function.split(":")[0].split(".")[0]
-    for folder in reversed(objective_spec.python.path):
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-    spec = importlib.util.find_spec(top)
+    spec = importlib.machinery.PathFinder.find_spec(top, [*objective_spec.python.path, *sys.path])
     if spec is None or spec.origin in (None, "built-in", "frozen"):
         return None
     origin = Path(spec.origin).resolve()
@@ -338,12 +344,9 @@ def _connect(
         try:
             with mode:
                 ray.init(address=address, **quiet)
-        except (TypeError, ValueError, FileNotFoundError) as err:
-            if env is None:
-                raise
-            raise UserInputError(f"ray.runtime_env: {' '.join(str(err).split())}") from None
-        except (ConnectionError, RuntimeError) as err:
-            hint = "" if "RAY_AUTH_MODE" in os.environ else "; token auth needs RAY_AUTH_MODE=token"
+        except (ConnectionError, ValueError, RuntimeError, ImportError) as err:
+            about_auth = "auth" in str(err).lower() and "RAY_AUTH_MODE" not in os.environ
+            hint = "; token auth needs RAY_AUTH_MODE=token" if about_auth else ""
             raise UserInputError(
                 f"--ray-address: cannot connect to a Ray cluster at {address!r} ({err}{hint})"
             ) from None
@@ -356,7 +359,7 @@ def _connect(
         return True
     # Ray takes 127.0.0.1 to mean "this node's reachable address" unless it thinks it runs on a
     # laptop (macOS, Windows): borrow that mode so every Ray process listens on loopback only.
-    with _laptop_mode():
+    with _laptop_mode(), storage_env_hidden():  # its workers inherit this environment
         ray.init(
             address="local",
             num_cpus=max(os.cpu_count() or 1, math.ceil(parallel * cpus_per_trial)),
@@ -396,8 +399,13 @@ def _silence_worker_errors() -> None:
 
 def check_address(address: str) -> None:
     """Fail at once if nothing answers at ``HOST:PORT`` (``ray.init`` would retry for minutes).
-    Other forms ("auto", ``ray://…`` for Ray Client) are left to Ray."""
+    Other forms ("auto", ``ray://…`` for Ray Client) are left to Ray; anything else is refused
+    before a run folder is made."""
     where = _host_port(address)
+    if where is None and address != "auto" and "://" not in address:
+        raise UserInputError(
+            f"--ray-address: expected HOST:PORT, ray://HOST:PORT or auto (got {address!r})"
+        )
     if where is not None and not _answers(*where):
         raise UserInputError(
             f"--ray-address: nothing answers at {address} (is `ray start --head` running there?)"

@@ -9,7 +9,6 @@ bare number (``value``). ``python`` as the program means the interpreter running
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -17,6 +16,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from hypersearch.database import trial_environment
 from hypersearch.errors import TrialFailure
 from hypersearch.objectives.base import Objective, TrialContext, as_metrics
 from hypersearch.processes import kill_group
@@ -52,7 +52,7 @@ class CommandObjective(Objective):
     def evaluate(self, config: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]:
         ctx.trial_dir.mkdir(parents=True, exist_ok=True)
         env = {
-            **os.environ,
+            **trial_environment(),  # never HYPERSEARCH_STORAGE
             **self.spec.env,
             "HYPERSEARCH_TRIAL": str(ctx.number),
             "HYPERSEARCH_SEED": str(ctx.seed),
