@@ -21,23 +21,18 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from hypersearch import algorithms, pareto
 from hypersearch.engine import Progress, RunResult, drive, sigterm_as_interrupt
-from hypersearch.errors import (
-    RunFolderError,
-    UserInputError,
-    format_validation_error,
-    user_errors,
-)
+from hypersearch.errors import RunFolderError, UserInputError
 from hypersearch.executors import Executor, check_executor, make_executor
 from hypersearch.experiment import Experiment, check_name, load_experiment
 from hypersearch.folders import create_folder
 from hypersearch.objectives.base import build_objective
 from hypersearch.results import RunData, load_run
 from hypersearch.stats import Results, RunScore, best_so_far, results_table
-from hypersearch.store import RunStore
+from hypersearch.store import RunStore, read_json_model
 
 MANIFEST = "compare.json"
 
@@ -82,14 +77,7 @@ def open_compare(path: str | Path) -> CompareFolder:
     path = Path(path)
     if not is_compare_dir(path):
         raise RunFolderError(f"{path} is not a hypersearch compare folder (no {MANIFEST})")
-    with user_errors("--resume", path / MANIFEST):
-        data = json.loads((path / MANIFEST).read_bytes().decode())
-    try:
-        manifest = CompareManifest.model_validate(data)
-    except ValidationError as err:
-        raise RunFolderError(
-            f"--resume: {path / MANIFEST} is damaged ({format_validation_error(err)})"
-        ) from None
+    manifest = read_json_model(path / MANIFEST, CompareManifest, "--resume")
     return CompareFolder(
         path,
         load_experiment(path / "experiment.yaml"),

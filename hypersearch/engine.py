@@ -449,10 +449,10 @@ def _resumed(
 ) -> RunStore:
     """Reopen a run; nothing is written (not even to the study) before the flags are checked,
     and experiment.yaml is rewritten (new budget) only once the store is open and writable."""
-    ran = read_manifest(run_dir, "--resume")["algo"]
-    if algo is not None and algo != ran:
-        raise UserInputError(f"--algo: {run_dir} was run with {ran!r}, not {algo!r}")
-    store = RunStore.open(run_dir, storage)
+    manifest = read_manifest(run_dir, "--resume")
+    if algo is not None and algo != manifest["algo"]:
+        raise UserInputError(f"--algo: {run_dir} was run with {manifest['algo']!r}, not {algo!r}")
+    store = RunStore.open(run_dir, storage, manifest)
     try:
         build_objective(store.experiment.objective).check()
         if trials is not None or parallel is not None:

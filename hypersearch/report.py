@@ -89,7 +89,9 @@ class RunProgress:
             self._bar.stop()
 
     def trial_finished(self, record: TrialRecord, store: RunStore) -> None:
-        self.done, self.failed = store.tally()
+        if not record.superseded:  # a lost trial's retry counts in its place, as in the budget
+            self.done += 1
+            self.failed += record.state == "FAIL"
         if record.dropped and not self._warned_dropped:  # once per run: it is in every trial
             self._warned_dropped = True
             shown = ", ".join(record.dropped[:3]) + (", …" if len(record.dropped) > 3 else "")

@@ -92,6 +92,8 @@ def _plain(value: Any) -> Any:
     strings, numpy scalars Python numbers (strictness is about YAML's strings, not these)."""
     if isinstance(value, tuple | list):
         return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if isinstance(value, np.generic):

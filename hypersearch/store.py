@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import optuna
@@ -47,6 +47,7 @@ from hypersearch.experiment import Experiment, load_experiment
 from hypersearch.folders import create_folder
 
 RUNNING = "RUNNING"
+ModelT = TypeVar("ModelT", bound=BaseModel)
 # Metrics stored per trial besides the objectives: a trial that returns thousands would
 # otherwise hold the driver and grow trials.csv by as many columns.
 MAX_METRICS = 256
@@ -182,10 +183,12 @@ class RunStore:
         return cls(run_dir, experiment, manifest, storage, field="--storage")
 
     @classmethod
-    def open(cls, run_dir: Path, storage: str | None = None) -> RunStore:
+    def open(
+        cls, run_dir: Path, storage: str | None = None, manifest: dict[str, Any] | None = None
+    ) -> RunStore:
         """Reopen a run folder to resume it (``storage``: the URL with its password, when the
-        saved one had one)."""
-        manifest = read_manifest(run_dir, "--resume")
+        saved one had one; ``manifest``: its ``run.json``, if the caller has read it)."""
+        manifest = manifest or read_manifest(run_dir, "--resume")
         url = database.resumed_url(manifest.get("storage"), storage)
         experiment = load_experiment(run_dir / "experiment.yaml")
         return cls(run_dir, experiment, manifest, url)
@@ -439,13 +442,18 @@ class Manifest(BaseModel):
 
 def read_manifest(run_dir: Path, field: str) -> dict[str, Any]:
     """A run folder's ``run.json``: what it was run with (one line if missing or damaged)."""
-    path = run_dir / "run.json"
-    if not path.is_file():
+    if not (run_dir / "run.json").is_file():
         raise RunFolderError(f"{field}: {run_dir} is not a hypersearch run folder (no run.json)")
+    return read_json_model(run_dir / "run.json", Manifest, field).model_dump()
+
+
+def read_json_model(path: Path, model: type[ModelT], field: str) -> ModelT:
+    """A folder's JSON record (``run.json``, ``compare.json``) validated by ``model``; a file
+    that is not UTF-8, not JSON or not what the model says is one line naming ``field``."""
     with user_errors(field, path):
         data = json.loads(path.read_bytes().decode())
     try:
-        return Manifest.model_validate(data).model_dump()
+        return model.model_validate(data)
     except ValidationError as err:
         raise RunFolderError(
             f"{field}: {path} is damaged ({format_validation_error(err)})"

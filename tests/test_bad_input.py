@@ -59,12 +59,23 @@ def test_out_below_a_file_is_one_line(tmp_path: Path, cli) -> None:
     one_line_error(result, f"error: --out: {out} is not writable (not a folder)")
 
 
-def test_resume_with_a_read_only_study_is_one_line_and_changes_nothing(
-    tmp_path: Path, read_only_works
+@pytest.mark.parametrize(
+    ("locked", "says"),
+    [
+        (
+            "study.db",
+            "error: --resume: cannot use the database {run_dir}/study.db (attempt to "
+            "write a readonly database)",
+        ),
+        (".", "error: --resume: {run_dir} is not writable (Permission denied)"),
+    ],
+)
+def test_resume_of_a_read_only_study_or_folder_is_one_line_and_changes_nothing(
+    locked: str, says: str, tmp_path: Path, read_only_works
 ) -> None:
     run_dir = finished_run(tmp_path)
     before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
-    read_only(run_dir / "study.db")
+    read_only(run_dir / locked)
     try:
         result = run_cli(
             "run",
@@ -77,33 +88,11 @@ def test_resume_with_a_read_only_study_is_one_line_and_changes_nothing(
             unprivileged=True,
         )
     finally:
-        writable(run_dir / "study.db")
-    one_line_error(result, "error: --resume: cannot use the database ")
-    assert "readonly database" in result.stderr
+        writable(run_dir / locked)
+    one_line_error(result, says.format(run_dir=run_dir.resolve()))
     after = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
     assert after["experiment.yaml"] == before["experiment.yaml"], "budget rewritten anyway"
     assert after["summary.json"] == before["summary.json"]
-
-
-def test_resume_of_a_read_only_run_folder_is_one_line(tmp_path: Path, read_only_works) -> None:
-    run_dir = finished_run(tmp_path)
-    before = (run_dir / "experiment.yaml").read_bytes()
-    read_only(run_dir)
-    try:
-        result = run_cli(
-            "run",
-            "--resume",
-            str(run_dir),
-            "--trials",
-            "5",
-            "--executor",
-            "inline",
-            unprivileged=True,
-        )
-    finally:
-        writable(run_dir)
-    one_line_error(result, f"error: --resume: {run_dir} is not writable (Permission denied)")
-    assert (run_dir / "experiment.yaml").read_bytes() == before
 
 
 def test_run_folder_made_read_only_mid_run_is_one_line_and_resumable(

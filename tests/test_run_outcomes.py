@@ -41,6 +41,11 @@ def python_experiment(
     return path
 
 
+def run_random(cli, path: Path, out: Path, *args: str):
+    """``hypersearch run`` with random search, inline, in this process."""
+    return cli("run", path, "--algo", "random", "--out", out, "--executor", "inline", *args)
+
+
 ALWAYS_RAISES = """
     def f(config):
         raise RuntimeError("boom")
@@ -63,8 +68,7 @@ def test_a_run_whose_every_trial_failed_exits_1(
     body: str, first_error: str, as_json: bool, tmp_path: Path, cli
 ) -> None:
     path = python_experiment(tmp_path, body)
-    args = ["run", str(path), "--algo", "random", "--out", str(tmp_path / "runs")]
-    result = cli(*args, "--executor", "inline", *(["--json"] if as_json else []))
+    result = run_random(cli, path, tmp_path / "runs", *(["--json"] if as_json else []))
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last == f"every trial failed; first error: {first_error}", result.stderr
@@ -83,18 +87,7 @@ def test_a_run_with_one_success_exits_0(tmp_path: Path, cli) -> None:
             return config["x"] ** 2
         """,
     )
-    result = cli(
-        "run",
-        str(path),
-        "--algo",
-        "random",
-        "--out",
-        str(tmp_path / "runs"),
-        "--executor",
-        "inline",
-        "--trials",
-        "8",
-    )
+    result = run_random(cli, path, tmp_path / "runs", "--trials", "8")
     assert result.returncode == 0, result.stderr
     assert "every trial failed" not in result.stderr
 
@@ -167,16 +160,7 @@ def test_best_trials_table_never_repeats_a_column_name(param: str, tmp_path: Pat
         """,
         params=f"{param}: {{type: float, low: -1, high: 1}}",
     )
-    result = cli(
-        "run",
-        str(path),
-        "--algo",
-        "random",
-        "--out",
-        str(tmp_path / "runs"),
-        "--executor",
-        "inline",
-    )
+    result = run_random(cli, path, tmp_path / "runs")
     if param == "duration_s":  # a column of trials.csv: refused, with its reason
         assert result.returncode == 2 and "reserved column" in result.stderr
         return
@@ -233,16 +217,7 @@ def test_a_run_warns_once_when_metrics_are_dropped(tmp_path: Path, cli) -> None:
         """,
         trials=3,
     )
-    result = cli(
-        "run",
-        str(path),
-        "--algo",
-        "random",
-        "--out",
-        str(tmp_path / "runs"),
-        "--executor",
-        "inline",
-    )
+    result = run_random(cli, path, tmp_path / "runs")
     assert result.returncode == 0, result.stderr
     warnings = [x for x in result.stderr.splitlines() if x.startswith("warning:")]
     assert warnings == [
