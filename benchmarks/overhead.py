@@ -35,7 +35,7 @@ SPACE = parse_experiment({"objective": {"synthetic": {"function": "hartmann6"}}}
 def history(n: int) -> list[Observation]:
     rng = np.random.default_rng(0)
     points = rng.random((n, SPACE.dim))
-    return [Observation(x, (hartmann6(x),)) for x in points]
+    return [Observation(i, x, (hartmann6(x),)) for i, x in enumerate(points)]
 
 
 def time_algorithm(name: str, n: int, steps: int) -> float:
@@ -44,8 +44,8 @@ def time_algorithm(name: str, n: int, steps: int) -> float:
     algo.tell(history(n))
     started = time.perf_counter()
     for _ in range(steps):
-        (x,) = algo.ask(1)
-        algo.tell([Observation(x, (hartmann6(x),))])
+        (s,) = algo.ask(1)
+        algo.tell([Observation(s.id, s.x, (hartmann6(s.x),))])
     return (time.perf_counter() - started) / steps
 
 

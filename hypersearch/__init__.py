@@ -4,7 +4,8 @@
     >>> result = hypersearch.run("searchspaces/branin.yaml", algo="tpe")  # doctest: +SKIP
     >>> result.summary["best"]  # doctest: +SKIP
     >>> trials, front = hypersearch.load_run(result.run_dir)  # doctest: +SKIP
-    >>> table = hypersearch.compare("searchspaces/branin.yaml", seeds=5)  # doctest: +SKIP
+    >>> comparison = hypersearch.compare("searchspaces/branin.yaml", seeds=5)  # doctest: +SKIP
+    >>> comparison.table, comparison.compare_dir  # doctest: +SKIP
 
 Names are imported lazily so that worker processes stay light.
 """
@@ -22,7 +23,8 @@ _EXPORTS = {
     "SearchSpace": "hypersearch.space",
     "run": "hypersearch.engine",
     "RunResult": "hypersearch.engine",
-    "compare": "hypersearch.comparison",
+    "compare": "hypersearch.report",  # comparison.compare, then results.csv/.md and plots
+    "Comparison": "hypersearch.comparison",
     "load_run": "hypersearch.results",
     "RunData": "hypersearch.results",
 }

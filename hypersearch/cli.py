@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import click
@@ -71,7 +71,7 @@ def _executor_options(command: Callable[..., int]) -> Callable[..., int]:
 
 
 def _check_resume(
-    what: str, resume: str | None, experiment: str | None, given: dict[str, object]
+    what: str, resume: str | None, experiment: str | None, given: Mapping[str, object]
 ) -> None:
     """``--resume`` continues from the folder's own settings: refuse ones given with it."""
     if resume is None:
@@ -252,12 +252,12 @@ def compare(
     population: str,
 ) -> int:
     """Run every algorithm × seed on EXPERIMENT and print the results table."""
-    from hypersearch.comparison import compare as run_compare
     from hypersearch.devices import parse_gpus
     from hypersearch.report import CompareLines, print_compare_end, say
+    from hypersearch.report import compare as run_compare  # runs, then writes results and plots
 
     err = Console(stderr=True)
-    given = {"--algos": algo_names, "--seeds": seeds, "--trials": trials}
+    given: dict[str, object] = {"--algos": algo_names, "--seeds": seeds, "--trials": trials}
     given |= {"--parallel": parallel, "--target": target, "--out": out, "--name": name}
     _check_resume("compare", resume, experiment, given)
     _check_executor_flags(executor, gpus, trials_per_gpu, ray_address)
@@ -271,7 +271,7 @@ def compare(
         for algo in names:
             get_algorithm(algo)
     path = None if resume is not None else _experiment_path(experiment, err)
-    table = run_compare(
+    comparison = run_compare(
         path,
         algos=names,
         seeds=seeds or 3,
@@ -288,13 +288,13 @@ def compare(
         progress=CompareLines(err),
         population=population,
     )
-    print_compare_end(_stdout(), table)
-    if table.attrs["interrupted"]:
+    print_compare_end(_stdout(), comparison)
+    if comparison.interrupted:
         return EXIT_INTERRUPTED
-    without = table.attrs.get("runs_without_success") or []
+    without = comparison.runs_without_success
     if without:
         say(err, f"no successful trial in {len(without)} run(s): {', '.join(without)}")
-        if len(without) == table.attrs["runs_finished"]:
+        if len(without) == comparison.notes["runs_finished"]:
             return EXIT_FAILED
     return EXIT_OK
 
@@ -326,7 +326,7 @@ def algos() -> int:
 def validate(experiment: str) -> int:
     """Check an experiment file (schema, search space, objective import) without running it."""
     from hypersearch.experiment import load_experiment
-    from hypersearch.objectives.base import build_objective
+    from hypersearch.objectives import build_objective
 
     exp = load_experiment(experiment)
     build_objective(exp.objective).check()

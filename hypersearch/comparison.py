@@ -8,6 +8,11 @@ A compare is resumed like a run: finished runs are kept, a cut-off run is resume
 
 Compare folder: ``experiment.yaml``, ``compare.json`` (algorithms, seeds, target), the run
 folders, ``logs/``, ``results.csv``, ``results.md`` and the plots (PNG).
+
+This module runs and computes; it returns a :class:`Comparison`. Writing results.csv and
+results.md is ``report.write_comparison``'s job, drawing the plots ``plots.compare_plots``'s, and
+``report.compare`` (which is ``hypersearch.compare``) runs a comparison and writes them. Nothing
+here imports ``report`` or ``plots``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -29,7 +34,7 @@ from hypersearch.errors import RunFolderError, UserInputError
 from hypersearch.executors import Executor, check_executor, make_executor
 from hypersearch.experiment import Experiment, check_name, load_experiment
 from hypersearch.folders import create_folder
-from hypersearch.objectives.base import build_objective
+from hypersearch.objectives import build_objective
 from hypersearch.results import RunData, load_run
 from hypersearch.stats import Results, RunScore, best_so_far, results_table
 from hypersearch.store import RunStore, read_json_model
@@ -111,6 +116,37 @@ def create_compare(
     return CompareFolder(path, experiment, list(algos), list(seeds), target)
 
 
+@dataclass
+class Comparison:
+    """What a comparison found: its folder (plan), the runs read from it, one score per
+    finished run, and the results table with the notes a reader needs to interpret it."""
+
+    folder: CompareFolder
+    runs: list[RunData]
+    scores: list[RunScore]
+    results: Results
+    interrupted: bool = False  # Ctrl-C cut it short: continue with ``resume=compare_dir``
+
+    @property
+    def compare_dir(self) -> Path:
+        return self.folder.path
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The results table: one row per algorithm (see ``stats.results_table``)."""
+        return self.results.table
+
+    @property
+    def notes(self) -> dict[str, Any]:
+        """What the table's columns mean and what it covers (score, target, seeds, runs …)."""
+        return self.results.notes
+
+    @property
+    def runs_without_success(self) -> list[str]:
+        """The finished runs (folder names) in which no trial succeeded."""
+        return list(self.notes.get("runs_without_success") or [])
+
+
 class CompareProgress(Protocol):
     """Told when each run of a compare starts and ends (the CLI prints a line per run)."""
 
@@ -136,16 +172,17 @@ def compare(
     progress: CompareProgress | None = None,
     run_progress: Callable[[RunStore], Progress] | None = None,
     population: str = "off",
-) -> pd.DataFrame:
+) -> Comparison:
     """Run every algorithm (default: all registered) with ``seeds`` shared seeds and return the
-    results table (one row per algorithm; see ``stats.results_table``). The compare folder is
-    ``result.attrs["compare_dir"]``; ``attrs["interrupted"]`` says whether Ctrl-C cut it short
-    (then continue with ``resume=``). ``population`` is ``off`` or ``on`` for every algorithm
-    alike: ``auto`` would train ga/pso/random in populations and the others one at a time, which
-    changes their wall time and any ``train_seconds`` objective (a member's share of its
-    population's time) for reasons unrelated to the algorithms.
+    :class:`Comparison`: ``.table`` (one row per algorithm; see ``stats.results_table``),
+    ``.compare_dir``, and ``.interrupted`` (Ctrl-C cut it short: continue with ``resume=``).
+    ``hypersearch.compare`` (``report.compare``) takes the same arguments and also writes the
+    folder's results.csv, results.md and plots. ``population`` is ``off`` or ``on`` for every
+    algorithm alike: ``auto`` would train ga/pso/random in populations and the others one at a
+    time, which changes their wall time and any ``train_seconds`` objective (a member's share of
+    its population's time) for reasons unrelated to the algorithms.
 
-    >>> table = compare("searchspaces/branin.yaml", seeds=5, trials=30)  # doctest: +SKIP
+    >>> comparison = compare("searchspaces/branin.yaml", seeds=5, trials=30)  # doctest: +SKIP
     """
     check_executor(executor, ray_address)
     if population not in ("on", "off"):
@@ -174,10 +211,7 @@ def compare(
             interrupted = _run_plan(folder, plan, pool, progress, run_progress, population)
     except KeyboardInterrupt:  # between two runs: every finished run is saved already
         interrupted = True
-    outcome = write_results(folder)
-    table = outcome.table
-    table.attrs |= {"compare_dir": str(folder.path), "interrupted": interrupted, **outcome.notes}
-    return table
+    return evaluate(folder, interrupted)
 
 
 def _run_plan(
@@ -246,7 +280,16 @@ def _new_compare(
 # -- results -------------------------------------------------------------------------------------
 
 
-def scores(
+def evaluate(folder: CompareFolder, interrupted: bool = False) -> Comparison:
+    """The comparison as its folder stands: every planned run with a folder, scored if it
+    finished (reads only the runs' exports, so it works while a compare is running)."""
+    runs = folder.runs()
+    scored, reference = score_runs(folder, runs)
+    results = tabulate(folder, scored, reference)
+    return Comparison(folder, runs, scored, results, interrupted)
+
+
+def score_runs(
     folder: CompareFolder, runs: Sequence[RunData]
 ) -> tuple[list[RunScore], np.ndarray | None]:
     """One score per finished run, and the hypervolume reference point they share (several
@@ -276,7 +319,7 @@ def scores(
         primary = losses[:, 0]
         best = float(np.nanmin(primary)) if np.isfinite(primary).any() else None
         sign = -1.0 if exp.directions[0] == "maximize" else 1.0
-        trials = max(run.finished_count, 1)
+        counted, failed = run.tally()  # superseded trials are in neither (as in the store)
         scored.append(
             RunScore(
                 algo=run.algo,
@@ -284,15 +327,16 @@ def scores(
                 curve=curve,
                 best=None if best is None else sign * best,
                 hypervolume=hv,
-                failed=int((run.finished["state"] == "FAIL").sum()),
+                failed=failed,
                 wall_seconds=float(run.summary.get("wall_seconds") or 0.0),
-                overhead_per_trial=float(run.summary.get("overhead_seconds") or 0.0) / trials,
+                overhead_per_trial=float(run.summary.get("overhead_seconds") or 0.0)
+                / max(counted, 1),
             )
         )
     return scored, reference
 
 
-def results(
+def tabulate(
     folder: CompareFolder, scored: Sequence[RunScore], reference: np.ndarray | None
 ) -> Results:
     """The results table of a compare folder, from its finished runs' scores."""
@@ -330,17 +374,3 @@ def results(
 def _natural(reference: np.ndarray, exp: Experiment) -> dict[str, float]:
     signs = [-1.0 if d == "maximize" else 1.0 for d in exp.directions]
     return {m: float(v * s) for m, v, s in zip(exp.objectives, reference, signs, strict=True)}
-
-
-def write_results(folder: CompareFolder) -> Results:
-    """Write ``results.csv``, ``results.md`` and the comparison plots; returns the results."""
-    from hypersearch import plots
-    from hypersearch.report import results_markdown
-
-    runs = folder.runs()
-    scored, reference = scores(folder, runs)
-    outcome = results(folder, scored, reference)
-    outcome.table.to_csv(folder.path / "results.csv", index=False)
-    written = plots.compare_plots(folder, runs, scored, outcome)
-    (folder.path / "results.md").write_text(results_markdown(outcome, written))
-    return outcome

@@ -13,14 +13,14 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import optuna
 import sqlalchemy
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
-from hypersearch.errors import UserInputError, user_errors
+from hypersearch.errors import UserInputError, register_wording, user_errors
 
 STORAGE_ENV = "HYPERSEARCH_STORAGE"
 # user:password@ up to the last "@" (a password may hold an unescaped "@" or "/"), and query
@@ -39,6 +39,10 @@ _DRIVER_PACKAGES = {
 }
 
 
+@overload
+def masked(url: str) -> str: ...
+@overload
+def masked(url: None) -> None: ...
 def masked(url: str | None) -> str | None:
     """``url`` with its password (and any password-like query parameter) replaced by ``***``;
     unchanged if it has none. As SQLAlchemy's ``render_as_string(hide_password=True)`` does
@@ -195,3 +199,6 @@ def _dbapi_reason(err: Any) -> str:
         text = text.rsplit(" failed: ", 1)[1]
     text = text.removeprefix("FATAL: ").split(" Is the server running")[0].strip()
     return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+
+
+register_wording(describe_error, mask=masked)  # errors.user_errors words and masks as above

@@ -1,8 +1,10 @@
-"""The optimization loop: ask → dispatch → collect → tell, with ``parallel`` trials in flight.
+"""The optimization loop: ask → submit → collect → tell → record, ``parallel`` trials in flight.
 
-``optimize`` is the loop (after SMAC's ``smbo.optimize``); ``run`` sets a run up (new or
-resumed), drives it, and leaves the run folder consistent whatever happens: on Ctrl-C or SIGTERM
-trials in flight stay RUNNING in the study and are run again by ``--resume``.
+``optimize`` is the loop (after SMAC's ``smbo.optimize``); how trials reach the executor
+(queueing, populations, out-of-memory retries) is the ``runner``'s business, under the
+objective's dispatch policy. ``run`` sets a run up (new or resumed), drives it, and leaves the
+run folder consistent whatever happens: on Ctrl-C or SIGTERM trials in flight stay RUNNING in
+the study and are run again by ``--resume``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import json
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from hypersearch import algorithms
-from hypersearch.algorithms.base import Algorithm, Observation
+from hypersearch.algorithms.base import Algorithm, Observation, Suggestion
 from hypersearch.errors import AlgorithmError, TrialFailure, UserInputError
 from hypersearch.executors import (
     Executor,
@@ -32,10 +33,12 @@ from hypersearch.executors import (
     check_executor,
     make_executor,
 )
-from hypersearch.executors.base import COMPLETE, FAIL, PopulationRequest
+from hypersearch.executors.base import COMPLETE, FAIL
 from hypersearch.experiment import RESERVED_COLUMNS, Experiment, check_name, load_experiment
-from hypersearch.objectives.base import build_objective, check_objectives, trial_seed
+from hypersearch.objectives import build_objective
+from hypersearch.objectives.base import check_objectives, trial_seed
 from hypersearch.processes import trial_dir_free
+from hypersearch.runner import Runner
 from hypersearch.store import INFO_ATTR, RunStore, TrialRecord, read_manifest
 
 POLL_SECONDS = 1.0
@@ -68,7 +71,16 @@ class _Clock:
     wall_before: float = 0.0
     overhead_before: float = 0.0
     start: float = dataclasses.field(default_factory=time.perf_counter)
-    waiting: float = 0.0
+    waited: float = 0.0
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Time spent waiting for the executor (not overhead)."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.waited += time.perf_counter() - began
 
     @property
     def wall(self) -> float:
@@ -76,65 +88,31 @@ class _Clock:
 
     @property
     def overhead(self) -> float:
-        return self.overhead_before + time.perf_counter() - self.start - self.waiting
+        return self.overhead_before + time.perf_counter() - self.start - self.waited
 
 
 def optimize(
     store: RunStore,
     algorithm: Algorithm,
-    executor: Executor,
+    runner: Runner,
     clock: _Clock,
     progress: Progress | None = None,
-    population: int = 1,
 ) -> None:
-    """Run trials until the budget of finished trials is reached.
+    """ask → submit → collect → tell → record, until the budget of finished trials is reached.
 
-    Besides what the algorithm asks, three kinds of trial are dispatched from ``queue``: trials
-    a kill cut off (run again under their number), trials retried with half the batch after an
-    out-of-memory error (same number), and one retry of a trial whose worker was lost (a new
-    number, linked to the original).
-
-    With ``population`` > 1 (built-in trainer), up to that many compatible trials share a slot
-    as one population, trained together as a stacked model; a population that runs out of
-    memory is split in two and both halves are dispatched again.
+    Trials carry one identity: the algorithm's suggestion id, which is the trial's number.
+    Trials the algorithm did not ask (cut off by a kill, or retrying a lost worker) are
+    declared to it as ``pending`` when they start and told like any other when they finish.
     """
-    experiment = store.experiment
-    space, budget = experiment.space, experiment.budget.trials
-    algorithm.tell([Observation(space.encode(r.params), store.losses(r)) for r in store.finished()])
-    queue: deque[_Queued] = deque(
-        _Queued(r.number, r.params, space.encode(r.params)) for r in store.running()
-    )
-    algorithm.pending([item.x for item in queue])
-    _renumber_held(store, algorithm, queue)
-    in_flight: dict[int, tuple[list[_Queued], TrialRequest]] = {}  # handle -> its trial(s)
-    ladders: dict[int, list[int]] = {}  # batch sizes that ran out of memory, per trial
-    split: dict[int, list[int]] = {}  # population sizes that ran out of memory, per trial
+    budget = store.experiment.budget.trials
+    in_flight = _resume(store, algorithm, runner)  # trial number -> its suggestion
     n_finished = store.counted()
-    key = _population_key(experiment) if population > 1 else None
-    changed = False  # since the last export
-
-    def dispatch(group: list[_Queued]) -> None:
-        requests = [_request(store, item) for item in group]
-        request = requests[0] if len(requests) == 1 else PopulationRequest.of(requests)
-        executor.submit(request)
-        in_flight[request.number] = (group, request)
-
+    changed = False  # trials finished since the last export
     while True:
-        slots = executor.free_slots()
-        if slots > 0:
-            running = sum(len(group) for group, _ in in_flight.values())
-            left = budget - n_finished - running - len(queue)
-            wanted = min(slots * population - len(queue), left)
-            if wanted > 0:
-                for x in algorithm.ask(wanted)[:wanted]:
-                    config = space.decode(x)
-                    queue.append(_Queued(store.start_trial(config), config, x))
-            for group in _groups(list(queue), slots, population, key):
-                for item in group:
-                    queue.remove(item)
-                dispatch(group)
-                changed = True
-        if changed:  # the exports show what finished and what now runs
+        wanted = min(runner.capacity(), budget - n_finished - len(in_flight))
+        for suggestion in algorithm.ask(wanted) if wanted > 0 else []:
+            in_flight[_start(store, runner, suggestion.x)] = suggestion
+        if runner.dispatch() or changed:  # the exports show what finished and what now runs
             store.export(clock.wall, clock.overhead)
             changed = False
         if not in_flight:
@@ -143,156 +121,100 @@ def optimize(
             raise AlgorithmError(
                 f"algorithm {algorithm.name!r} proposed no point while no trial was in flight"
             )
-        waited = time.perf_counter()
-        results = executor.poll(POLL_SECONDS)
-        clock.waiting += time.perf_counter() - waited
+        with clock.waiting():
+            finished = runner.collect(POLL_SECONDS)
+        # Early stopping plugs in here: intermediate reports from ``runner.collect`` go to the
+        # scheduler, whose stop decisions go back through the runner to the executor.
         observations = []
-        for outcome in results:
-            group, sent = in_flight.pop(outcome.number)
-            if isinstance(sent, PopulationRequest) and not outcome.members:
-                if outcome.reason == "oom":  # too big for the device: two halves, again
-                    half = (len(group) + 1) // 2
-                    for item in reversed(group):
-                        split.setdefault(item.number, []).append(len(group))
-                        queue.appendleft(dataclasses.replace(item, cap=half))
-                    continue
-                member_results = [
-                    dataclasses.replace(outcome, number=item.number) for item in group
-                ]
-            else:
-                member_results = list(outcome.members) or [outcome]
-            requests = list(sent.members) if isinstance(sent, PopulationRequest) else [sent]
-            for item, result, request in zip(group, member_results, requests, strict=True):
-                smaller = _smaller_batch(result, request, experiment)
-                if smaller is not None:  # out of memory: same trial, half the batch
-                    ladders.setdefault(item.number, []).append(request_batch(request, experiment))
-                    queue.appendleft(dataclasses.replace(item, overrides=smaller))
-                    continue
-                if result.reason == "oom" and experiment.objective.trainer is not None:
-                    ladder = [*ladders.get(item.number, []), request_batch(request, experiment)]
-                    ladders[item.number] = ladder
-                    result = dataclasses.replace(
-                        result, error=f"{result.error} (batch sizes tried: {ladder})"
-                    )
-                extra: dict[str, Any] = {}
-                if item.number in ladders:
-                    extra["oom_ladder"] = ladders.pop(item.number)
-                if item.number in split:
-                    extra["population_oom"] = split.pop(item.number)
-                if len(group) > 1:
-                    extra["population"] = len(group)
-                if item.retry_of is not None:
-                    extra["retry_of"] = item.retry_of
-                elif result.reason == "worker_lost":  # retried once; the retry takes its place
-                    extra["retried_as"] = store.start_trial(item.config)
-                    queue.append(
-                        _Queued(extra["retried_as"], item.config, item.x, retry_of=item.number)
-                    )
-                record = store.finish_trial(_checked(result, experiment), **extra)
-                observations.append(Observation(item.x, store.losses(record)))
-                n_finished += not record.superseded
-                if progress is not None:
-                    progress.trial_finished(record, store)
+        for done in finished:
+            suggestion = in_flight.pop(done.number)
+            if done.retry:  # run its config again as a new trial, which takes its place
+                number = _start(store, runner, suggestion.x, done.request.config, done.number)
+                in_flight[number] = Suggestion(number, suggestion.x)
+                algorithm.pending([in_flight[number]])
+                done.extra["retried_as"] = number
+            record = store.finish_trial(_checked(done.result, store.experiment), **done.extra)
+            observations.append(Observation(suggestion.id, suggestion.x, store.losses(record)))
+            n_finished += not record.superseded
+            if progress is not None:
+                progress.trial_finished(record, store)
         if observations:
             algorithm.tell(observations)
             changed = True
 
 
-def _renumber_held(store: RunStore, algorithm: Algorithm, queue: deque[_Queued]) -> None:
+def _start(
+    store: RunStore,
+    runner: Runner,
+    x: np.ndarray,
+    config: dict[str, Any] | None = None,
+    retry_of: int | None = None,
+) -> int:
+    """Create the trial of point ``x`` in the study and submit it; returns its number."""
+    config = store.experiment.space.decode(x) if config is None else config
+    number = store.start_trial(config, x)
+    runner.submit(_request(store, number, config), retry_of)
+    return number
+
+
+def _resume(store: RunStore, algorithm: Algorithm, runner: Runner) -> dict[int, Suggestion]:
+    """Bring a fresh algorithm up to date with the study (resume and warm start are one
+    feature): told every finished trial in the order they finished, handed the trials a kill
+    cut off as pending, which run again under their number (``_renumber_held``)."""
+    finished = sorted(store.finished(), key=lambda r: (r.completed or "", r.number))
+    algorithm.tell([Observation(r.number, _point(store, r), store.losses(r)) for r in finished])
+    in_flight = {r.number: Suggestion(r.number, _point(store, r)) for r in store.running()}
+    algorithm.pending(list(in_flight.values()))
+    retries = _renumber_held(store, algorithm, in_flight)
+    for number in in_flight:
+        runner.submit(_request(store, number, store.records[number].params), retries.get(number))
+    return in_flight
+
+
+def _point(store: RunStore, record: TrialRecord) -> np.ndarray:
+    """The unit-cube point a trial was asked as (recorded), else its encoded config."""
+    if record.x is not None and len(record.x) == store.experiment.space.dim:
+        return np.asarray(record.x, dtype=float)
+    return store.experiment.space.encode(record.params)
+
+
+def _renumber_held(
+    store: RunStore, algorithm: Algorithm, in_flight: dict[int, Suggestion]
+) -> dict[int, int]:
     """Trials a kill cut off run again under their number, in their folder, unless a process of
     the killed run still holds that folder after a short wait (its processes die within moments
-    of it): then the trial fails ``worker_lost`` and is retried under a new number."""
+    of it): then the trial fails ``worker_lost`` and is retried under a new number. Returns
+    each retry's number -> the trial it retries."""
+    retries = {}
     deadline = time.monotonic() + ORPHAN_WAIT_S
-    for item in list(queue):
+    for number, suggestion in list(in_flight.items()):
         wait = max(0.0, deadline - time.monotonic())
-        if trial_dir_free(store.run_dir / "trials" / str(item.number), wait):
+        if trial_dir_free(store.run_dir / "trials" / str(number), wait):
             continue
-        queue.remove(item)
-        retry = _Queued(store.start_trial(item.config), item.config, item.x, retry_of=item.number)
+        config = store.records[number].params
+        retry = store.start_trial(config, suggestion.x)
+        in_flight[retry] = Suggestion(retry, suggestion.x)
+        algorithm.pending([in_flight[retry]])
         lost = TrialResult.failed(
-            _request(store, item),
+            _request(store, number, config),
             "worker_lost",
             "still running in a process of the killed run; retried as a new trial",
         )
-        record = store.finish_trial(lost, retried_as=retry.number)
-        algorithm.tell([Observation(item.x, store.losses(record))])
-        queue.append(retry)
+        record = store.finish_trial(lost, retried_as=retry)
+        del in_flight[number]
+        retries[retry] = number
+        algorithm.tell([Observation(suggestion.id, suggestion.x, store.losses(record))])
+    return retries
 
 
-def _request(store: RunStore, item: _Queued) -> TrialRequest:
+def _request(store: RunStore, number: int, config: dict[str, Any]) -> TrialRequest:
     return TrialRequest(
-        item.number,
-        item.config,
-        trial_seed(store.seed, item.number),
-        store.run_dir / "trials" / str(item.number),
+        number,
+        config,
+        trial_seed(store.seed, number),
+        store.run_dir / "trials" / str(number),
         store.experiment.budget.trial_timeout,
-        item.overrides,
     )
-
-
-def _population_key(experiment: Experiment) -> Callable[[_Queued], Any]:
-    """What trials must share to be trained together (the trainer's settings but lr, …)."""
-    from hypersearch.objectives.trainer import TrainerObjective
-    from hypersearch.objectives.trainer.settings import population_key
-
-    assert experiment.objective.trainer is not None
-    trainer = TrainerObjective(experiment.objective.trainer)
-    return lambda item: population_key(trainer.settings(item.config, item.overrides))
-
-
-def _groups(
-    items: list[_Queued], slots: int, population: int, key: Callable[[_Queued], Any] | None
-) -> list[list[_Queued]]:
-    """At most ``slots`` groups of compatible trials to dispatch, in queue order. Trials are
-    spread evenly over the free slots (16 trials, 2 slots: two populations of 8), no group
-    larger than ``population`` or than the cap a split after running out of memory set."""
-    if population == 1 or key is None:
-        return [[item] for item in items[:slots]]
-    by_key: dict[Any, list[_Queued]] = {}
-    for item in items:
-        by_key.setdefault(key(item), []).append(item)
-    even = -(-len(items) // slots)
-    groups = []
-    for members in by_key.values():
-        size = min([population, even, *(i.cap for i in members if i.cap is not None)])
-        groups += [members[i : i + size] for i in range(0, len(members), size)]
-    return sorted(groups, key=lambda g: items.index(g[0]))[:slots]
-
-
-@dataclass(frozen=True, eq=False)  # compared by identity: the same config may be queued twice
-class _Queued:
-    """A trial to dispatch: its number, config, unit-cube point and forced settings."""
-
-    number: int
-    config: dict[str, Any]
-    x: np.ndarray
-    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
-    retry_of: int | None = None  # the trial whose lost worker this one retries
-    cap: int | None = None  # the largest population it may join (after one ran out of memory)
-
-
-def request_batch(request: TrialRequest, experiment: Experiment) -> int:
-    """The batch size a built-in-trainer trial ran with."""
-    spec = experiment.objective.trainer
-    assert spec is not None
-    return int(
-        request.overrides.get("batch_size", request.config.get("batch_size", spec.batch_size))
-    )
-
-
-def _smaller_batch(
-    result: TrialResult, request: TrialRequest, experiment: Experiment
-) -> dict[str, Any] | None:
-    """After an out-of-memory error, half the batch and twice the gradient accumulation (the
-    same effective batch), down to ``min_batch_size``; None when there is no smaller step."""
-    spec = experiment.objective.trainer
-    if result.reason != "oom" or spec is None:
-        return None
-    batch = request_batch(request, experiment)
-    if batch // 2 < spec.min_batch_size:
-        return None
-    accum = int(request.overrides.get("grad_accum", spec.grad_accum))
-    return {"batch_size": batch // 2, "grad_accum": accum * 2}
 
 
 def _checked(result: TrialResult, experiment: Experiment) -> TrialResult:
@@ -392,7 +314,8 @@ def drive(
     with sigterm_as_interrupt(), watcher or contextlib.nullcontext():
         try:
             size = population_size(population, exp, algorithm)
-            optimize(store, algorithm, pool, clock, watcher, size)
+            policy = build_objective(exp.objective).dispatch_policy(size)
+            optimize(store, algorithm, Runner(pool, policy), clock, watcher)
         except KeyboardInterrupt:
             interrupted = True
     summary = store.export(clock.wall, clock.overhead)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -160,15 +160,47 @@ def user_errors(
 def describe(err: BaseException, target: str | Path | None, *, writing: bool) -> str | None:
     """One line for a file, decoding or database error (or one that wraps such an error, as
     Optuna's storage errors do); None for anything else (a bug, which keeps its traceback)."""
-    from hypersearch import database  # imports this module: import it only when needed
-
-    shown = None if target is None else database.masked(str(target))
+    shown = None if target is None else _shown(str(target))
     seen: BaseException | None = err
     while seen is not None:
-        message = _describe_one(seen, shown, writing) or database.describe_error(seen, shown)
+        message = _describe_one(seen, shown, writing) or _describe_registered(seen, shown)
         if message is not None:
             return message
         seen = seen.__cause__
+    return None
+
+
+# -- wording registered by other modules ---------------------------------------------------------
+
+# hypersearch.database words database errors and masks the passwords of URLs. It imports this
+# module, so it registers both here when it is imported, rather than being imported back. Code
+# that can meet a database error or names a database URL has imported it (it opens storages).
+Describer = Callable[[BaseException, str | None], str | None]
+_describers: list[Describer] = []
+_masks: list[Callable[[str], str]] = []
+
+
+def register_wording(describe: Describer, mask: Callable[[str], str] | None = None) -> None:
+    """Have ``user_errors`` also word the errors that ``describe`` knows (it is given the error
+    and the shown target, and returns None for any other error), after the file and decoding
+    errors, and show every target through ``mask``."""
+    if describe not in _describers:
+        _describers.append(describe)
+    if mask is not None and mask not in _masks:
+        _masks.append(mask)
+
+
+def _shown(target: str) -> str:
+    for mask in _masks:
+        target = mask(target)
+    return target
+
+
+def _describe_registered(err: BaseException, target: str | None) -> str | None:
+    for describe_more in _describers:
+        message = describe_more(err, target)
+        if message is not None:
+            return message
     return None
 
 

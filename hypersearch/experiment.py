@@ -24,7 +24,7 @@ NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"
 NAME_RULE = "1-64 letters, digits, '.', '_' or '-', not starting with a dot"
 METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # Columns of trials.csv that a parameter or metric must not shadow.
-RESERVED_COLUMNS = frozenset({"number", "state", "duration_s", "error", "device"})
+RESERVED_COLUMNS = frozenset({"number", "state", "duration_s", "error", "device", "superseded"})
 Direction = Literal["minimize", "maximize"]
 
 
@@ -283,7 +283,7 @@ class Experiment(StrictModel):
         return SearchSpace(self.params)
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Direction]:
         return list(self.objectives.values())
 
     def to_yaml(self) -> str:

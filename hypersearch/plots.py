@@ -7,26 +7,28 @@ Run folder: ``history.png`` (objective per trial and best so far), ``params.png`
 parameters coloured by the objective, log axes where the space is log) and, for several
 objectives, ``pareto.png``. Compare folder: ``best_so_far.png`` (median and quartile band over
 seeds per algorithm), ``final_scores.png`` and, for several objectives, ``pareto_fronts.png``.
+
+A run's plots show the trials that count (``RunData.counted``): a lost trial whose retry took
+its place is left out, as it is of the budget. This module reads runs (``results``) and scores
+(``stats``); it imports neither ``comparison`` nor ``report``, which call it.
 """
 
 from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from hypersearch import pareto
+from hypersearch.experiment import Experiment
 from hypersearch.results import COMPLETE, FAIL, RunData
 from hypersearch.space import CategoricalParam, FloatParam, IntParam
-
-if TYPE_CHECKING:
-    from hypersearch.comparison import CompareFolder
-    from hypersearch.stats import Results, RunScore
+from hypersearch.stats import Results, RunScore
 
 DPI = 120
 UNITS = {
@@ -68,8 +70,7 @@ def _log_ok(values: np.ndarray, span: float = 100.0) -> bool:
 def run_plots(run: RunData, out_dir: Path | None = None) -> list[Path]:
     """Write the run's plots into ``out_dir`` (default: the run folder); returns their paths."""
     out_dir = run.run_dir if out_dir is None else out_dir
-    finished = run.finished
-    if finished.empty:
+    if run.counted.empty:
         return []
     written = [history_plot(run, out_dir / "history.png"), params_plot(run, out_dir / "params.png")]
     if len(run.objectives) > 1:
@@ -83,7 +84,7 @@ def _title(run: RunData, what: str) -> str:
 
 def history_plot(run: RunData, path: Path) -> Path:
     primary, direction = next(iter(run.objectives.items()))
-    finished = run.finished
+    finished = run.counted
     numbers = finished["number"].to_numpy()
     values = finished[primary].to_numpy(dtype=float)
     failed = (finished["state"] == FAIL).to_numpy()
@@ -126,7 +127,7 @@ def params_plot(run: RunData, path: Path, max_params: int = 4) -> Path:
     """Each pair of the first ``max_params`` parameters, coloured by the primary objective (one
     parameter: the objective against it). Failed trials are grey crosses."""
     primary, direction = next(iter(run.objectives.items()))
-    finished = run.finished
+    finished = run.counted
     ok = (finished["state"] == COMPLETE).to_numpy()
     names = list(run.experiment.params)[:max_params]
     objective = finished[primary].to_numpy(dtype=float)
@@ -177,17 +178,23 @@ def params_plot(run: RunData, path: Path, max_params: int = 4) -> Path:
     return _save(fig, path)
 
 
-def _set_axis(set_scale: object, set_ticks: object, ticks: list[str] | None, log: bool) -> None:
+def _set_axis(
+    set_scale: Callable[[str], object],
+    set_ticks: Callable[[range, list[str]], object],
+    ticks: list[str] | None,
+    log: bool,
+) -> None:
+    """Categorical parameters get their choices as ticks; log parameters a log axis."""
     if ticks is not None:
-        set_ticks(range(len(ticks)), ticks)  # type: ignore[operator]
+        set_ticks(range(len(ticks)), ticks)
     elif log:
-        set_scale("log")  # type: ignore[operator]
+        set_scale("log")
 
 
 def pareto_plot(run: RunData, path: Path) -> Path:
     """All complete trials in the plane of the first two objectives, the front highlighted."""
     (m1, d1), (m2, d2) = list(run.objectives.items())[:2]
-    complete = run.finished[run.finished["state"] == COMPLETE]
+    complete = run.counted[run.counted["state"] == COMPLETE]
     x, y = complete[m1].to_numpy(dtype=float), complete[m2].to_numpy(dtype=float)
     on_front = (complete["pareto_rank"] == 1).to_numpy()
     fig = Figure(figsize=(6.5, 4.8))
@@ -214,20 +221,47 @@ def pareto_plot(run: RunData, path: Path) -> Path:
 
 
 def compare_plots(
-    folder: CompareFolder, runs: Sequence[RunData], scored: Sequence[RunScore], results: Results
+    out_dir: Path,
+    experiment: Experiment,
+    algos: Sequence[str],
+    runs: Sequence[RunData],
+    scored: Sequence[RunScore],
+    results: Results,
 ) -> list[Path]:
-    """Write the comparison's plots into its folder; returns their paths (none without a
-    finished run)."""
+    """Write a comparison's plots into ``out_dir`` (its folder): ``algos`` in the planned order
+    (colours stay with an algorithm however many finished), ``runs`` the runs read, ``scored``
+    the finished ones' scores; returns the paths (none without a finished run)."""
     if not scored:
         return []
     notes = results.notes
-    sign = 1.0 if notes["score_direction"] == "minimize" else -1.0
-    algos = [a for a in folder.algos if any(s.algo == a for s in scored)]
-    colors = {a: f"C{i % 10}" for i, a in enumerate(folder.algos)}
-    score = notes["score"]
-    direction = notes["score_direction"]
-    title = f"{folder.experiment.name}: {len(algos)} algorithms × {notes['seeds']} seeds"
+    shown = [a for a in algos if any(s.algo == a for s in scored)]
+    colors = {a: f"C{i % 10}" for i, a in enumerate(algos)}
+    title = f"{experiment.name}: {len(shown)} algorithms × {notes['seeds']} seeds"
+    written = [
+        _best_so_far_plot(scored, shown, colors, notes, title, out_dir / "best_so_far.png"),
+        _finals_plot(scored, shown, colors, notes, title, out_dir / "final_scores.png"),
+    ]
+    if len(experiment.objectives) > 1:
+        path = out_dir / "pareto_fronts.png"
+        written.append(_fronts_plot(experiment, runs, shown, colors, title, path))
+    return written
 
+
+def _score_sign(notes: dict[str, Any]) -> float:
+    """+1 where the score is minimized, -1 where maximized: curves are stored as losses."""
+    return 1.0 if notes["score_direction"] == "minimize" else -1.0
+
+
+def _best_so_far_plot(
+    scored: Sequence[RunScore],
+    algos: list[str],
+    colors: dict[str, str],
+    notes: dict[str, Any],
+    title: str,
+    path: Path,
+) -> Path:
+    """Median best-so-far curve per algorithm, with the quartile band over seeds."""
+    sign, score, direction = _score_sign(notes), notes["score"], notes["score_direction"]
     fig = Figure(figsize=(7.5, 4.6))
     ax = fig.subplots()
     for algo in algos:
@@ -250,8 +284,19 @@ def compare_plots(
     ax.set_title(title + ": best so far")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
-    written = [_save(fig, folder.path / "best_so_far.png")]
+    return _save(fig, path)
 
+
+def _finals_plot(
+    scored: Sequence[RunScore],
+    algos: list[str],
+    colors: dict[str, str],
+    notes: dict[str, Any],
+    title: str,
+    path: Path,
+) -> Path:
+    """Each algorithm's final scores over seeds: a box, and a dot per seed."""
+    sign, score, direction = _score_sign(notes), notes["score"], notes["score_direction"]
     fig = Figure(figsize=(7.5, 4.2))
     ax = fig.subplots()
     finals = [[sign * s.final for s in scored if s.algo == a] for a in algos]
@@ -270,22 +315,19 @@ def compare_plots(
     )
     ax.set_title(title + ": final result")
     ax.grid(alpha=0.3, axis="y")
-    written.append(_save(fig, folder.path / "final_scores.png"))
-
-    if len(folder.experiment.objectives) > 1:
-        written.append(_fronts_plot(folder, runs, algos, colors, title))
-    return written
+    return _save(fig, path)
 
 
 def _fronts_plot(
-    folder: CompareFolder,
+    experiment: Experiment,
     runs: Sequence[RunData],
     algos: list[str],
     colors: dict[str, str],
     title: str,
+    path: Path,
 ) -> Path:
     """Each algorithm's front over all its seeds' trials, overlaid."""
-    (m1, d1), (m2, d2) = list(folder.experiment.objectives.items())[:2]
+    (m1, d1), (m2, d2) = list(experiment.objectives.items())[:2]
     signs = np.array([-1.0 if d == "maximize" else 1.0 for d in (d1, d2)])
     fig = Figure(figsize=(7, 5))
     ax = fig.subplots()
@@ -303,4 +345,4 @@ def _fronts_plot(
     ax.set_title(title + ": Pareto fronts (all seeds pooled)")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
-    return _save(fig, folder.path / "pareto_fronts.png")
+    return _save(fig, path)

@@ -1,11 +1,20 @@
 """What a person sees: live progress during a run, the best trials after it, and the results
-table of a comparison (terminal and Markdown)."""
+table of a comparison (terminal and Markdown).
+
+``comparison`` computes a :class:`~hypersearch.comparison.Comparison`; this module renders it
+and writes the compare folder's results.csv and results.md (``write_comparison``, with the
+plots from ``plots``). ``compare`` (which is ``hypersearch.compare``) runs a comparison and
+writes those files, as ``hypersearch compare`` does. Counts are the store's: a lost trial whose
+retry took its place is shown in trials.csv but counted nowhere here.
+"""
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 import numpy as np
 import pandas as pd
@@ -21,9 +30,15 @@ from rich.progress import (
 from rich.table import Table
 
 from hypersearch import pareto
-from hypersearch.results import COMPLETE, RunData
+from hypersearch.comparison import Comparison, evaluate, is_compare_dir, open_compare
+from hypersearch.comparison import compare as run_comparison
+from hypersearch.engine import RunResult
+from hypersearch.errors import UserInputError
+from hypersearch.results import COMPLETE, RunData, is_run_dir, load_run
 from hypersearch.stats import Results
 from hypersearch.store import MAX_METRICS, RunStore, TrialRecord
+
+P = ParamSpec("P")
 
 
 def say(console: Console, text: str) -> None:
@@ -121,10 +136,12 @@ class RunProgress:
 def best_trials_table(run: RunData, limit: int = 5) -> Table:
     """The Pareto front (several objectives) or the ``limit`` best trials (one objective)."""
     objectives = run.objectives
-    finished = run.finished
+    finished = run.counted
     complete = finished[finished["state"] == COMPLETE]
     losses = pareto.to_losses(complete[list(objectives)].to_numpy(dtype=float), run.directions)
-    order = np.lexsort((complete["number"].to_numpy(), *losses.T[::-1])) if len(losses) else []
+    order: np.ndarray | list[int] = (
+        np.lexsort((complete["number"].to_numpy(), *losses.T[::-1])) if len(losses) else []
+    )
     ranked = complete.iloc[order]
     if len(objectives) > 1:
         front = ranked[ranked["pareto_rank"] == 1]
@@ -159,7 +176,7 @@ def best_trials_table(run: RunData, limit: int = 5) -> Table:
 
 def every_trial_failed(run: RunData) -> str | None:
     """``every trial failed; first error: …`` when a run finished trials and none succeeded."""
-    finished = run.finished
+    finished = run.counted
     if finished.empty or (finished["state"] == COMPLETE).any():
         return None
     first = finished.iloc[0]
@@ -171,9 +188,10 @@ def print_run_end(console: Console, run: RunData, interrupted: bool) -> None:
     summary = run.summary
     console.print(best_trials_table(run))
     hv = summary.get("hypervolume")
+    counted, failed = run.tally()
     say(
         console,
-        f"{summary['complete']} complete, {summary['failed']} failed of "
+        f"{counted - failed} complete, {failed} failed of "
         f"{summary['budget']} · {summary['wall_seconds']:.1f}s wall, "
         f"{summary['overhead_seconds']:.1f}s engine overhead"
         + (f" · hypervolume {hv:.6g}" if hv is not None else ""),
@@ -330,8 +348,9 @@ class CompareLines:
     def run_started(self, index: int, total: int, algo: str, seed: int) -> None:
         say(self.console, f"[{index}/{total}] {algo} seed {seed} …")
 
-    def run_finished(self, index: int, total: int, result: Any) -> None:
+    def run_finished(self, index: int, total: int, result: RunResult) -> None:
         summary = result.summary
+        _, failed = load_run(result.run_dir).tally()  # summary.json counts superseded trials
         best = summary.get("best") or {}
         metrics = best.get("metrics") or {}
         primary = next(iter(summary.get("objectives") or {}), None)
@@ -341,7 +360,7 @@ class CompareLines:
             self.console,
             f"[{index}/{total}] {summary['algo']} seed {summary['seed']}: best {shown}"
             + (f", hypervolume {hv:.6g}" if hv is not None else "")
-            + f", {summary['failed']} failed, {summary['wall_seconds']:.1f}s"
+            + f", {failed} failed, {summary['wall_seconds']:.1f}s"
             + (" (interrupted)" if result.interrupted else ""),
         )
 
@@ -353,10 +372,9 @@ def print_results(console: Console, results: Results, folder: Path, plots: list[
     say(console, f"compare folder: {folder} ({_files('results.csv', 'results.md', *plots)})")
 
 
-def print_compare_end(console: Console, table: pd.DataFrame) -> None:
-    """After ``hypersearch compare``: the table ``compare()`` returned, with its notes."""
-    notes = {k: v for k, v in table.attrs.items() if k not in ("compare_dir", "interrupted")}
-    _print_compare(console, Results(table, notes), Path(table.attrs["compare_dir"]))
+def print_compare_end(console: Console, comparison: Comparison) -> None:
+    """After ``hypersearch compare``: the results table, what it means, and what is left."""
+    _print_compare(console, comparison.results, comparison.compare_dir)
 
 
 def _print_compare(console: Console, results: Results, folder: Path) -> None:
@@ -370,16 +388,51 @@ def _print_compare(console: Console, results: Results, folder: Path) -> None:
         )
 
 
+def write_comparison(comparison: Comparison) -> list[Path]:
+    """Write the compare folder's ``results.csv``, plots and ``results.md`` (which shows the
+    plots); returns the plots written."""
+    from hypersearch import plots  # matplotlib: only for those who draw
+
+    folder = comparison.folder
+    comparison.table.to_csv(folder.path / "results.csv", index=False)
+    written = plots.compare_plots(
+        folder.path,
+        folder.experiment,
+        folder.algos,
+        comparison.runs,
+        comparison.scores,
+        comparison.results,
+    )
+    (folder.path / "results.md").write_text(results_markdown(comparison.results, written))
+    return written
+
+
+def _writing_results(run: Callable[P, Comparison]) -> Callable[P, Comparison]:
+    """``run`` (``comparison.compare``), then ``write_comparison`` on what it returns."""
+
+    @functools.wraps(run)
+    def compare(*args: P.args, **kwargs: P.kwargs) -> Comparison:
+        comparison = run(*args, **kwargs)
+        write_comparison(comparison)
+        return comparison
+
+    return compare
+
+
+# ``hypersearch.compare``: ``comparison.compare``'s arguments and result, and the compare folder's
+# results.csv, results.md and plots written on the way out (interrupted or not), as by the CLI.
+compare = _writing_results(run_comparison)
+
+
 def report(path: Path, console: Console) -> None:
     """``hypersearch report``: rebuild a run's or a compare's tables and plots from its files
     (works while it is still running: it reads only the atomically rewritten exports)."""
     from hypersearch import plots
-    from hypersearch.comparison import is_compare_dir, open_compare, write_results
-    from hypersearch.errors import UserInputError
-    from hypersearch.results import is_run_dir, load_run
 
     if is_compare_dir(path):
-        _print_compare(console, write_results(open_compare(path)), path)
+        comparison = evaluate(open_compare(path))
+        write_comparison(comparison)
+        _print_compare(console, comparison.results, path)
         return
     if not is_run_dir(path):
         raise UserInputError(
@@ -395,7 +448,7 @@ def report(path: Path, console: Console) -> None:
         "finished"
         if run.done
         else (
-            f"in progress or interrupted: {run.finished_count}/{run.experiment.budget.trials} "
+            f"in progress or interrupted: {run.tally()[0]}/{run.experiment.budget.trials} "
             f"finished, {run.running_count} running"
         )
     )

@@ -4,6 +4,10 @@ Reads only the exports (``summary.json``, ``trials.csv``, ``pareto.csv``), which
 atomically after every finished trial: reading never touches the study or its lock, so it works
 on a run still in progress and on runs whose study lives in an external ``--storage``.
 
+A run counts its trials as the store does (``RunStore.tally``): a trial whose worker was lost
+and whose retry took its place (``superseded`` in trials.csv) is in ``trials`` and ``finished``
+but not in ``counted``, so it is in no budget, curve, failure count or best so far.
+
     >>> trials, front = hypersearch.load_run("runs/branin-tpe-s0-20261126-101500")  # doctest: +SKIP
 """
 
@@ -22,14 +26,16 @@ from hypersearch import pareto
 from hypersearch.errors import RunFolderError
 from hypersearch.executors.base import COMPLETE, FAIL
 from hypersearch.experiment import Experiment, load_experiment
+from hypersearch.exports import SUPERSEDED, trials_frame
 
 
 @dataclass
 class RunData:
     """A run as stored. Unpacks as ``trials, front``.
 
-    ``trials``: ``trials.csv`` (every trial, RUNNING ones of a live run too) plus ``pareto_rank``
-    (non-dominated sorting of the complete trials: 1 is the front); ``front``: ``pareto.csv``.
+    ``trials``: ``trials.csv`` (every trial, RUNNING ones of a live run and superseded ones too)
+    plus ``pareto_rank`` (non-dominated sorting of the complete trials: 1 is the front);
+    ``front``: ``pareto.csv``.
     """
 
     run_dir: Path
@@ -61,15 +67,29 @@ class RunData:
     @property
     def done(self) -> bool:
         """Whether the run spent its whole budget (nothing left to run or resume)."""
-        return self.finished_count >= self.experiment.budget.trials and not self.running_count
+        counted, _ = self.tally()
+        return counted >= self.experiment.budget.trials and not self.running_count
 
     @property
     def finished(self) -> pd.DataFrame:
-        """Finished trials (COMPLETE or FAIL) in trial-number order."""
+        """Finished trials (COMPLETE or FAIL) in trial-number order, superseded ones too."""
         return self.trials[self.trials["state"].isin([COMPLETE, FAIL])].sort_values("number")
 
     @property
+    def counted(self) -> pd.DataFrame:
+        """Finished trials that count toward the budget (``RunStore.counted``): a lost
+        trial's retry counts in its place."""
+        finished = self.finished
+        return finished[~finished[SUPERSEDED].to_numpy(dtype=bool)]
+
+    def tally(self) -> tuple[int, int]:
+        """Counted trials and the failed ones among them, as ``RunStore.tally`` gives them."""
+        counted = self.counted
+        return len(counted), int((counted["state"] == FAIL).sum())
+
+    @property
     def finished_count(self) -> int:
+        """Every finished trial, superseded ones too (``tally()`` gives the counted ones)."""
         return len(self.finished)
 
     @property
@@ -77,10 +97,10 @@ class RunData:
         return int((self.trials["state"] == "RUNNING").sum())
 
     def losses(self) -> np.ndarray:
-        """(finished trials × objectives) as losses, in trial-number order; NaN rows failed."""
-        finished = self.finished
-        values = finished[list(self.objectives)].to_numpy(dtype=float, copy=True)
-        values[(finished["state"] != COMPLETE).to_numpy()] = np.nan
+        """(counted trials × objectives) as losses, in trial-number order; NaN rows failed."""
+        counted = self.counted
+        values = counted[list(self.objectives)].to_numpy(dtype=float, copy=True)
+        values[(counted["state"] != COMPLETE).to_numpy()] = np.nan
         return pareto.to_losses(values, list(self.objectives.values()))
 
 
@@ -98,15 +118,24 @@ def load_run(run_dir: str | Path) -> RunData:
     trials = _read_csv(run_dir / "trials.csv")
     front = _read_csv(run_dir / "pareto.csv")
     if trials is None:  # created, but killed before its first export
-        columns = ["number", "state", *experiment.params, *experiment.objectives]
-        trials = pd.DataFrame(columns=[*columns, "duration_s", "error"])
+        trials = trials_frame([], experiment)
     if front is None:
         front = trials.iloc[0:0][["number", *experiment.params, *experiment.objectives]]
-    trials = _with_ranks(trials, experiment)
+    trials = _with_ranks(_with_superseded(trials), experiment)
     if summary is None:
         manifest = _read_json(run_dir / "run.json") or {}
         summary = {"algo": manifest.get("algo"), "seed": manifest.get("seed"), "trials": 0}
     return RunData(run_dir, experiment, summary, trials, front)
+
+
+def _with_superseded(trials: pd.DataFrame) -> pd.DataFrame:
+    """``superseded`` as booleans; False throughout for a run exported before the column."""
+    trials = trials.copy()
+    if SUPERSEDED in trials:  # bool, or text where pandas met a gap: "True" is the only true
+        trials[SUPERSEDED] = trials[SUPERSEDED].astype(str).str.strip().str.lower() == "true"
+    else:
+        trials[SUPERSEDED] = False
+    return trials
 
 
 def _with_ranks(trials: pd.DataFrame, experiment: Experiment) -> pd.DataFrame:

@@ -66,14 +66,14 @@ def trials_to_target(curve: np.ndarray, target: float) -> float:
 def paired_wilcoxon(a: Sequence[float], b: Sequence[float]) -> float:
     """Two-sided p-value of SciPy's Wilcoxon signed-rank test on paired samples; 1.0 when every
     pair is equal, NaN with fewer than two pairs."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(a) < 2:
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(x) < 2:
         return float("nan")
-    if np.all(a == b):
+    if np.all(x == y):
         return 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return float(scipy_stats.wilcoxon(a, b).pvalue)
+        return float(scipy_stats.wilcoxon(x, y).pvalue)
 
 
 def smallest_p(pairs: int) -> float:
@@ -124,64 +124,27 @@ def results_table(
     ``baseline`` (or, without that algorithm, of every run) is used.
     """
     algos = list(dict.fromkeys(run.algo for run in runs))
-    seen = np.concatenate([run.curve for run in runs]) if runs else np.zeros(0)
-    seen = seen[np.isfinite(seen)]
-    fill = float(seen.max()) if len(seen) else float("nan")  # the worst score seen anywhere
-    # A run without a successful trial ranks just below the worst success seen.
-    no_success = float(np.nextafter(fill, np.inf)) if np.isfinite(fill) else 0.0
-    finals = pd.DataFrame(
-        [{"seed": r.seed, "algo": r.algo, "final": _or(r.final, no_success)} for r in runs],
-        columns=["seed", "algo", "final"],
-    )
-    finals = finals.pivot(index="seed", columns="algo", values="final").reindex(columns=algos)
+    finals, fill = _finals(runs, algos)
     if target is None:
-        source = baseline if baseline in algos else "all runs"
-        pool = finals[baseline] if baseline in algos else finals.stack()
-        target_loss = float(np.nanmedian(pool)) if pool.notna().any() else float("nan")
-        target_source = f"median final {score_name} of {source}"
+        target_loss, target_source = _default_target(finals, baseline, score_name)
     else:
-        target_loss = float(target) * score_sign
-        target_source = "given"
+        target_loss, target_source = float(target) * score_sign, "given"
     ranks = mean_ranks(finals)
     order = sorted(algos, key=lambda a: (ranks.get(a, np.inf), np.nanmedian(finals[a])))
     best_algo = order[0] if order else None
-
     rows = []
     for algo in algos:
         mine = [run for run in runs if run.algo == algo]
-        best = np.array([np.nan if r.best is None else r.best for r in mine], dtype=float)
-        reach = np.array([trials_to_target(r.curve, target_loss) for r in mine])
-        row: dict[str, Any] = {
+        row = {
             "algo": algo,
             "runs": len(mine),
-            "best_median": _nan(np.nanmedian, best),
-            "best_q1": _nan(lambda v: np.nanpercentile(v, 25), best),
-            "best_q3": _nan(lambda v: np.nanpercentile(v, 75), best),
-            "best_mean": _nan(np.nanmean, best),
-            "best_std": _nan(
-                lambda v: np.nanstd(v, ddof=1) if np.isfinite(v).sum() > 1 else 0.0, best
-            ),
-            "auc": score_sign * float(np.mean([anytime_area(r.curve, fill) for r in mine])),
-            "trials_to_target": float(np.median(reach)) if len(reach) else float("nan"),
-            "reached_target": f"{int(np.isfinite(reach).sum())}/{len(mine)}",
-        }
-        if multi:
-            hv = np.array([np.nan if r.hypervolume is None else r.hypervolume for r in mine])
-            row["hypervolume_median"] = _nan(np.nanmedian, hv)
-            row["hypervolume_q1"] = _nan(lambda v: np.nanpercentile(v, 25), hv)
-            row["hypervolume_q3"] = _nan(lambda v: np.nanpercentile(v, 75), hv)
-        row |= {
-            "failed": int(sum(r.failed for r in mine)),
-            "wall_s": float(np.median([r.wall_seconds for r in mine])),
-            "overhead_ms_per_trial": 1000 * float(np.median([r.overhead_per_trial for r in mine])),
+            **_best_columns(mine),
+            **_anytime_columns(mine, fill, target_loss, score_sign),
+            **(_hypervolume_columns(mine) if multi else {}),
+            **_cost_columns(mine),
             "mean_rank": float(ranks.get(algo, np.nan)),
+            **_versus_columns(finals, algo, baseline, best_algo),
         }
-        for label, other in (("random", baseline), ("best", best_algo)):
-            p, diff = _paired(finals, algo, other)
-            row[f"p_vs_{label}"] = p
-            row[f"vs_{label}"] = (
-                ("best" if label == "best" else "baseline") if algo == other else verdict(p, diff)
-            )
         rows.append(row)
     table = pd.DataFrame(rows)
     if len(table):
@@ -200,6 +163,89 @@ def results_table(
         "primary_direction": "minimize" if primary_sign > 0 else "maximize",
     }
     return Results(table, notes)
+
+
+def _finals(runs: Sequence[RunScore], algos: list[str]) -> tuple[pd.DataFrame, float]:
+    """Final scores (seeds × algorithms), and the worst score seen anywhere (the ``fill`` of
+    ``anytime_area``). A run without a successful trial ranks just below that worst success."""
+    seen = np.concatenate([run.curve for run in runs]) if runs else np.zeros(0)
+    seen = seen[np.isfinite(seen)]
+    fill = float(seen.max()) if len(seen) else float("nan")
+    no_success = float(np.nextafter(fill, np.inf)) if np.isfinite(fill) else 0.0
+    finals = pd.DataFrame(
+        [{"seed": r.seed, "algo": r.algo, "final": _or(r.final, no_success)} for r in runs],
+        columns=["seed", "algo", "final"],
+    )
+    finals = finals.pivot(index="seed", columns="algo", values="final").reindex(columns=algos)
+    return finals, fill
+
+
+def _default_target(finals: pd.DataFrame, baseline: str, score_name: str) -> tuple[float, str]:
+    """The median final score (as a loss) of ``baseline``, or of every run without it; and
+    where it came from, in words."""
+    if baseline in finals:
+        pool, source = finals[baseline], baseline
+    else:
+        pool, source = finals.stack(), "all runs"
+    target = float(np.nanmedian(pool)) if pool.notna().any() else float("nan")
+    return target, f"median final {score_name} of {source}"
+
+
+def _versus_columns(
+    finals: pd.DataFrame, algo: str, baseline: str, best_algo: str | None
+) -> dict[str, Any]:
+    """Paired tests of ``algo`` against the baseline and against the best algorithm."""
+    columns: dict[str, Any] = {}
+    for label, other in (("random", baseline), ("best", best_algo)):
+        p, diff = _paired(finals, algo, other)
+        columns[f"p_vs_{label}"] = p
+        columns[f"vs_{label}"] = (
+            ("best" if label == "best" else "baseline") if algo == other else verdict(p, diff)
+        )
+    return columns
+
+
+def _best_columns(mine: list[RunScore]) -> dict[str, float]:
+    """The best primary value over seeds: median, quartiles, mean and std (its own units)."""
+    best = np.array([np.nan if r.best is None else r.best for r in mine], dtype=float)
+    return {
+        "best_median": _nan(np.nanmedian, best),
+        "best_q1": _nan(lambda v: np.nanpercentile(v, 25), best),
+        "best_q3": _nan(lambda v: np.nanpercentile(v, 75), best),
+        "best_mean": _nan(np.nanmean, best),
+        "best_std": _nan(lambda v: np.nanstd(v, ddof=1) if np.isfinite(v).sum() > 1 else 0.0, best),
+    }
+
+
+def _anytime_columns(
+    mine: list[RunScore], fill: float, target_loss: float, score_sign: float
+) -> dict[str, Any]:
+    """Area under the best-so-far curves (score units) and the trials each took to target."""
+    reach = np.array([trials_to_target(r.curve, target_loss) for r in mine])
+    return {
+        "auc": score_sign * float(np.mean([anytime_area(r.curve, fill) for r in mine])),
+        "trials_to_target": float(np.median(reach)) if len(reach) else float("nan"),
+        "reached_target": f"{int(np.isfinite(reach).sum())}/{len(mine)}",
+    }
+
+
+def _hypervolume_columns(mine: list[RunScore]) -> dict[str, float]:
+    """Final hypervolume over seeds: median and quartiles (several objectives)."""
+    hv = np.array([np.nan if r.hypervolume is None else r.hypervolume for r in mine])
+    return {
+        "hypervolume_median": _nan(np.nanmedian, hv),
+        "hypervolume_q1": _nan(lambda v: np.nanpercentile(v, 25), hv),
+        "hypervolume_q3": _nan(lambda v: np.nanpercentile(v, 75), hv),
+    }
+
+
+def _cost_columns(mine: list[RunScore]) -> dict[str, Any]:
+    """Failed trials over all seeds, and the median wall time and engine overhead of a run."""
+    return {
+        "failed": int(sum(r.failed for r in mine)),
+        "wall_s": float(np.median([r.wall_seconds for r in mine])),
+        "overhead_ms_per_trial": 1000 * float(np.median([r.overhead_per_trial for r in mine])),
+    }
 
 
 def _paired(finals: pd.DataFrame, algo: str, other: str | None) -> tuple[float, float]:

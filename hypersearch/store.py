@@ -1,4 +1,4 @@
-"""The record of a run: an Optuna study, plus the run folder's exports.
+"""The record of a run: an Optuna study, its manifest, and reopening it to resume.
 
 Every trial is an Optuna trial (params with their distributions, objective values, every metric
 as a user attr, failure reason and error under the ``hypersearch`` user attr), so
@@ -9,7 +9,7 @@ kill, and the engine runs them again under the same number.
 
 Run folder: ``experiment.yaml`` (resolved), ``run.json`` (algorithm, seed, storage),
 ``study.db``, and the exports ``trials.csv``, ``pareto.csv``, ``summary.json``, rewritten
-atomically after every finished trial.
+atomically after every finished trial by ``export`` (written by ``hypersearch.exports``).
 """
 
 from __future__ import annotations
@@ -17,24 +17,18 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import functools
 import json
-import os
-import platform
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from importlib import metadata
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import optuna
-import pandas as pd
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hypersearch import database, pareto
+from hypersearch import database, exports, pareto
 from hypersearch.errors import (
     NameTaken,
     RunFolderError,
@@ -44,39 +38,35 @@ from hypersearch.errors import (
 )
 from hypersearch.executors.base import COMPLETE, FAIL, TrialResult
 from hypersearch.experiment import Experiment, load_experiment
+from hypersearch.exports import atomic_write, versions
 from hypersearch.folders import create_folder
+from hypersearch.records import RUNNING, TrialRecord, record_losses
 
-RUNNING = "RUNNING"
+__all__ = [
+    "INFO_ATTR",
+    "MAX_METRICS",
+    "RUNNING",
+    "X_ATTR",
+    "Manifest",
+    "RunStore",
+    "TrialRecord",
+    "opened",
+    "read_json_model",
+    "read_manifest",
+    "versions",
+]
 ModelT = TypeVar("ModelT", bound=BaseModel)
 # Metrics stored per trial besides the objectives: a trial that returns thousands would
 # otherwise hold the driver and grow trials.csv by as many columns.
 MAX_METRICS = 256
 INFO_ATTR = "hypersearch"  # the per-trial user attr holding duration, device, reason, error
+X_ATTR = "hypersearch:x"  # the per-trial system attr holding the unit-cube point it was asked as
 _STATES = {TrialState.COMPLETE: COMPLETE, TrialState.FAIL: FAIL, TrialState.RUNNING: RUNNING}
 
 
-@dataclass
-class TrialRecord:
-    """One trial as the run folder shows it."""
-
-    number: int
-    state: str
-    params: dict[str, Any]
-    metrics: dict[str, float] = field(default_factory=dict)
-    duration_s: float | None = None
-    reason: str | None = None
-    error: str | None = None
-    device: str | None = None
-    superseded: bool = False  # its worker was lost and a retry took its place in the budget
-    dropped: list[str] = field(default_factory=list)  # metrics beyond MAX_METRICS, not stored
-
-    @property
-    def finished(self) -> bool:
-        return self.state in (COMPLETE, FAIL)
-
-
 class RunStore:
-    """Opens or creates a run's study; records trials; writes the exports."""
+    """Opens or creates a run's study and records its trials (``export`` writes the run
+    folder's exports through ``hypersearch.exports``)."""
 
     def __init__(
         self,
@@ -152,7 +142,7 @@ class RunStore:
         manifest: dict[str, Any] = {}
 
         def build(staging: Path, name: str) -> None:
-            _atomic_write(staging / "experiment.yaml", experiment.to_yaml())
+            atomic_write(staging / "experiment.yaml", experiment.to_yaml())
             (staging / "trials").mkdir()
             manifest.clear()
             manifest.update(
@@ -177,7 +167,7 @@ class RunStore:
                 raise NameTaken(name) from None
             finally:
                 rdb.engine.dispose()
-            _atomic_write(staging / "run.json", json.dumps(manifest, indent=2))
+            atomic_write(staging / "run.json", json.dumps(manifest, indent=2))
 
         run_dir = create_folder(out, base, build, numbered=numbered)
         return cls(run_dir, experiment, manifest, storage, field="--storage")
@@ -196,7 +186,7 @@ class RunStore:
     def save_experiment(self) -> None:
         """Rewrite experiment.yaml (after a resume changed the budget)."""
         with user_errors("run folder", self.run_dir, writing=True):
-            _atomic_write(self.run_dir / "experiment.yaml", self.experiment.to_yaml())
+            atomic_write(self.run_dir / "experiment.yaml", self.experiment.to_yaml())
 
     def close(self) -> None:
         self._rdb.engine.dispose()  # SQLite checkpoints its write-ahead log into study.db
@@ -204,8 +194,13 @@ class RunStore:
 
     # -- recording -------------------------------------------------------------------------------
 
-    def start_trial(self, config: Mapping[str, Any]) -> int:
-        """Create a RUNNING trial for ``config``; returns its number."""
+    def start_trial(
+        self, config: Mapping[str, Any], x: Sequence[float] | np.ndarray | None = None
+    ) -> int:
+        """Create a RUNNING trial for ``config``; returns its number. ``x``, the unit-cube point
+        the algorithm asked (kept with the trial, so a resume tells the algorithm that very
+        point rather than the config encoded again), is optional."""
+        point = None if x is None else [float(v) for v in np.asarray(x, dtype=float).ravel()]
         template = FrozenTrial(
             number=-1,
             state=TrialState.RUNNING,
@@ -215,7 +210,7 @@ class RunStore:
             params=dict(config),
             distributions=self._distributions,
             user_attrs={},
-            system_attrs={},
+            system_attrs={} if point is None else {X_ATTR: point},
             intermediate_values={},
             trial_id=-1,
         )
@@ -225,7 +220,7 @@ class RunStore:
         # writer (the run folder's lock), so the number is the count so far: no query needed.
         number = len(self._trial_ids)
         self._trial_ids[number] = trial_id
-        self.records[number] = TrialRecord(number, RUNNING, dict(config))
+        self.records[number] = TrialRecord(number, RUNNING, dict(config), x=point)
         return number
 
     def finish_trial(self, result: TrialResult, **info_extra: Any) -> TrialRecord:
@@ -256,9 +251,10 @@ class RunStore:
         record.state, record.metrics = result.state, metrics
         record.duration_s, record.device = result.duration_s, result.device
         record.reason = result.reason
-        record.superseded = info.get("retried_as") is not None
+        record.retried_as = info.get("retried_as")
         record.error = f"{result.reason}: {result.error}" if result.state == FAIL else None
         record.dropped = dropped
+        record.completed = dt.datetime.now().isoformat(timespec="microseconds")
         return record
 
     def _capped(self, metrics: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
@@ -302,12 +298,7 @@ class RunStore:
 
     def losses(self, record: TrialRecord) -> tuple[float, ...] | None:
         """A finished record's losses (maximized metrics negated); None if it failed."""
-        if record.state != COMPLETE:
-            return None
-        return tuple(
-            -record.metrics[m] if d == "maximize" else record.metrics[m]
-            for m, d in self.experiment.objectives.items()
-        )
+        return record_losses(record, self.experiment.objectives)
 
     def front(self) -> list[TrialRecord]:
         """Complete trials on the Pareto front of the objectives (the best one(s) for one);
@@ -330,85 +321,12 @@ class RunStore:
         front = self.front()
         return front[0] if front else None
 
-    def devices(self) -> dict[str, list[int]]:
-        """Which device ran each finished trial: device -> trial numbers."""
-        ran: dict[str, list[int]] = {}
-        for record in sorted(self.finished(), key=lambda r: r.number):
-            ran.setdefault(record.device or "unknown", []).append(record.number)
-        return ran
-
-    def hypervolume(self) -> float | None:
-        if len(self.experiment.objectives) < 2:
-            return None
-        complete = [r for r in self.records.values() if r.state == COMPLETE]
-        if not complete:
-            return 0.0
-        reference = pareto.given_reference(
-            self.experiment.reference_point, self.experiment.objectives
-        )
-        return pareto.hypervolume(np.array([self.losses(r) for r in complete]), reference)
-
     # -- exports ---------------------------------------------------------------------------------
 
-    def trials_frame(self, records: list[TrialRecord] | None = None) -> pd.DataFrame:
-        """``number,state,<param…>,<metric…>,duration_s,error`` (objectives first)."""
-        records = (
-            sorted(self.records.values(), key=lambda r: r.number) if records is None else records
-        )
-        metrics = list(self.experiment.objectives)
-        for record in records:
-            metrics += [m for m in record.metrics if m not in metrics]
-        rows = [
-            {
-                "number": r.number,
-                "state": r.state,
-                **r.params,
-                **{m: r.metrics.get(m) for m in metrics},
-                "duration_s": r.duration_s,
-                "error": r.error,
-            }
-            for r in records
-        ]
-        columns = ["number", "state", *self.experiment.params, *metrics, "duration_s", "error"]
-        return pd.DataFrame(rows, columns=columns)
-
-    def summary(self, wall_seconds: float, overhead_seconds: float) -> dict[str, Any]:
-        finished = self.finished()
-        best = self.best()
-        return {
-            "name": self.experiment.name,
-            "algo": self.algo,
-            "seed": self.seed,
-            "trials": len(finished),
-            "budget": self.experiment.budget.trials,
-            "complete": sum(r.state == COMPLETE for r in finished),
-            "failed": sum(r.state == FAIL for r in finished),
-            "running": len(self.running()),
-            "objectives": dict(self.experiment.objectives),
-            "best": None
-            if best is None
-            else {"number": best.number, "params": best.params, "metrics": best.metrics},
-            "devices": self.devices(),
-            "pareto_size": len(self.front()),
-            "hypervolume": self.hypervolume(),
-            "wall_seconds": round(wall_seconds, 3),
-            "overhead_seconds": round(overhead_seconds, 3),
-            "run_dir": str(self.run_dir),
-            "storage": self.storage_url,
-            "study_name": self.study_name,
-            "versions": versions(),
-        }
-
     def export(self, wall_seconds: float, overhead_seconds: float) -> dict[str, Any]:
-        """Rewrite trials.csv, pareto.csv and summary.json (each atomically)."""
-        front = self.trials_frame(self.front())
-        front = front[["number", *self.experiment.params, *self.experiment.objectives]]
-        summary = self.summary(wall_seconds, overhead_seconds)
-        with user_errors("run folder", self.run_dir, writing=True):
-            _atomic_write(self.run_dir / "trials.csv", self.trials_frame().to_csv(index=False))
-            _atomic_write(self.run_dir / "pareto.csv", front.to_csv(index=False))
-            _atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
-        return summary
+        """Rewrite trials.csv, pareto.csv and summary.json (each atomically); returns the
+        summary."""
+        return exports.write(self, wall_seconds, overhead_seconds)
 
 
 def _record(trial: FrozenTrial) -> TrialRecord:
@@ -416,6 +334,7 @@ def _record(trial: FrozenTrial) -> TrialRecord:
     info = attrs.pop(INFO_ATTR, None) or {}
     state = _STATES.get(trial.state, trial.state.name)
     reason, error = info.get("reason"), info.get("error")
+    completed = trial.datetime_complete
     return TrialRecord(
         trial.number,
         state,
@@ -425,7 +344,9 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         reason,
         f"{reason}: {error}" if state == FAIL else None,
         info.get("device"),
-        info.get("retried_as") is not None,
+        info.get("retried_as"),
+        x=trial.system_attrs.get(X_ATTR),
+        completed=None if completed is None else completed.isoformat(timespec="microseconds"),
     )
 
 
@@ -479,22 +400,6 @@ def _lock(run_dir: Path) -> Any:
         handle.close()
         raise RunFolderError(f"{run_dir} is in use by another hypersearch process") from None
     return handle
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-@functools.cache
-def versions() -> dict[str, str]:
-    """Versions that matter for reproducing a run (read without importing torch)."""
-    found = {"python": platform.python_version()}
-    for package in ("hypersearch", "numpy", "optuna", "scikit-learn", "deap", "pyswarms", "torch"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            found[package] = metadata.version(package)
-    return found
 
 
 @contextlib.contextmanager

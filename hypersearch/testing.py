@@ -1,17 +1,239 @@
-"""Drive an algorithm on a synthetic function without the engine: for quality tests and the
-quality benchmark (the same loop in both, so the benchmark measures what the tests assert).
+"""Testing algorithms: the contract suite every algorithm passes, and the synthetic drivers the
+quality tests and ``benchmarks/quality.py`` share (so the benchmark measures what tests assert).
 
-Points are asked in batches of ``batch`` (as with ``parallel: batch``) and told all at once.
+The contract (as Optuna ships ``optuna/testing/pytest_samplers.py``): ``check_algorithm`` runs
+every check in ``CHECKS`` against a registered name or an ``Algorithm`` subclass. Each drives the
+algorithm as the engine does: ids are trial numbers, ``parallel`` trials are in flight, results
+arrive in random order, some fail, foreign trials (a lost worker's retry, a warm start) arrive
+under ids it never issued, and a run interrupted with trials in flight is resumed by a fresh
+instance told the history::
+
+    from hypersearch.testing import check_algorithm
+
+    def test_my_algorithm() -> None:
+        check_algorithm(MyAlgorithm)
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from hypersearch import pareto
-from hypersearch.algorithms import Observation, create
+from hypersearch.algorithms import Algorithm, Observation, Suggestion, create
 from hypersearch.experiment import parse_experiment
 from hypersearch.objectives.synthetic import FUNCTIONS
+from hypersearch.space import SearchSpace
+
+Factory = Callable[[SearchSpace, int, int], Algorithm]  # (space, n_objectives, seed)
+
+# Every parameter kind; the loss's optimum sits off the centre and off any grid.
+MIXED = SearchSpace.from_dict(
+    {
+        "lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
+        "momentum": {"type": "float", "low": 0.0, "high": 0.99},
+        "layers": {"type": "int", "low": 1, "high": 6},
+        "width": {"type": "int", "low": 8, "high": 512, "log": True},
+        "opt": {"type": "categorical", "choices": ["sgd", "adam", "rmsprop"]},
+        "dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.1},
+    }
+)
+TARGET_SEED = 2718
+
+
+def contract_loss(space: SearchSpace, x: np.ndarray) -> float:
+    """A smooth loss of the config ``x`` decodes to (so ints and categoricals matter), least
+    at a seeded point that is neither the cube's centre nor a grid point."""
+    target = np.random.default_rng(TARGET_SEED).uniform(0.13, 0.87, space.dim)
+    return float(np.sum((space.encode(space.decode(x)) - target) ** 2))
+
+
+def factory_of(algorithm: str | type[Algorithm]) -> Factory:
+    """A factory from a registered name or an ``Algorithm`` subclass."""
+    if isinstance(algorithm, str):
+        name = algorithm
+        return lambda space, m, seed: create(name, space, m, seed=seed)
+    cls = algorithm
+    return lambda space, m, seed: cls(space, m, seed=seed)
+
+
+@dataclass
+class Session:
+    """What a simulated engine did: suggestions in ask order, observations in tell order, the
+    trials in flight, and every id taken (trial numbers)."""
+
+    asked: list[Suggestion] = field(default_factory=list)
+    told: list[Observation] = field(default_factory=list)
+    in_flight: dict[int, Suggestion] = field(default_factory=dict)
+    ids: set[int] = field(default_factory=set)
+
+
+def simulate(
+    algorithm: Algorithm,
+    trials: int,
+    *,
+    parallel: int = 4,
+    seed: int = 0,
+    fail_rate: float = 0.0,
+    foreign_rate: float = 0.0,
+    objectives: int = 1,
+    session: Session | None = None,
+) -> Session:
+    """Run ``algorithm`` as the engine does until ``trials`` more results were told (others
+    still in flight, as when a run is interrupted): ``parallel`` trials in flight, one finished
+    at random at a time; a share ``fail_rate`` fails; with probability ``foreign_rate`` per step
+    a foreign trial (a new trial number the algorithm never issued) is started with ``pending``
+    or told outright. Asserts the id contract."""
+    s = session or Session()
+    space, rng = algorithm.space, np.random.default_rng([seed, 104729])
+    goal = len(s.told) + trials
+    while len(s.told) < goal:
+        wanted = parallel - len(s.in_flight)  # the run goes on: trials are in flight at the end
+        asked = algorithm.ask(wanted)
+        assert len(asked) <= wanted, f"asked for {wanted}, got {len(asked)}"
+        for suggestion in asked:
+            _check_suggestion(suggestion, space, s)
+            s.asked.append(suggestion)
+            s.in_flight[suggestion.id] = suggestion
+        if rng.random() < foreign_rate:
+            foreign = Suggestion(max(s.ids, default=-1) + 1, rng.random(space.dim))
+            s.ids.add(foreign.id)
+            if rng.random() < 0.5 and len(s.in_flight) < parallel:
+                algorithm.pending([foreign])  # a lost worker's retry: in flight, then told
+                s.in_flight[foreign.id] = foreign
+            else:  # a warm start's trial, told outright
+                s.told.append(_observe(foreign, space, rng, fail_rate, objectives))
+                algorithm.tell(s.told[-1:])
+                continue
+        assert s.in_flight, f"{type(algorithm).__name__} asked nothing with nothing in flight"
+        done = s.in_flight.pop(list(s.in_flight)[rng.integers(len(s.in_flight))])
+        s.told.append(_observe(done, space, rng, fail_rate, objectives))
+        algorithm.tell(s.told[-1:])
+    return s
+
+
+def _check_suggestion(suggestion: Suggestion, space: SearchSpace, s: Session) -> None:
+    x = np.asarray(suggestion.x)
+    assert isinstance(suggestion.id, int), f"id {suggestion.id!r} is not an int"
+    assert suggestion.id not in s.ids, f"id {suggestion.id} was already taken"
+    assert x.shape == (space.dim,), f"point of shape {x.shape}, not ({space.dim},)"
+    assert np.all(np.isfinite(x)), f"{x} is not finite"
+    assert np.all((x >= 0) & (x <= 1)), f"{x} is outside the unit cube"
+    space.decode(x)
+    s.ids.add(suggestion.id)
+
+
+def _observe(
+    suggestion: Suggestion, space: SearchSpace, rng: np.random.Generator, fail: float, m: int
+) -> Observation:
+    """The result of a trial: failed with probability ``fail``, else ``m`` losses."""
+    if rng.random() < fail:
+        return Observation(suggestion.id, suggestion.x, None)
+    loss = contract_loss(space, suggestion.x)
+    return Observation(suggestion.id, suggestion.x, (loss, float(suggestion.x[0]) - loss)[:m])
+
+
+# --- the checks ---------------------------------------------------------------------------------
+
+
+def check_points_are_in_the_cube_and_ids_unique(factory: Factory) -> None:
+    """Suggestions lie in [0, 1]^d, decode, and never reuse a trial's id (asserted by
+    ``simulate`` for every suggestion of every check)."""
+    session = simulate(factory(MIXED, 1, 0), 30, parallel=4, foreign_rate=0.2)
+    assert len({o.id for o in session.told}) == len(session.told) == 30, "ids told twice"
+
+
+def check_same_seed_same_points(factory: Factory) -> None:
+    """Seeded: the same seed asks the same points, another seed others."""
+    a, b, c = (simulate(factory(MIXED, 1, seed), 24, parallel=3) for seed in (7, 7, 8))
+    same = [np.array_equal(x.x, y.x) for x, y in zip(a.asked, b.asked, strict=True)]
+    other = [np.array_equal(x.x, y.x) for x, y in zip(a.asked, c.asked, strict=False)]
+    assert all(same), "the same seed asked different points"
+    assert not all(other), "another seed asked the same points"
+
+
+def check_ask_returns_at_most_n(factory: Factory) -> None:
+    algorithm = factory(MIXED, 1, 0)
+    for n in (1, 2, 5, 1, 8):
+        asked = algorithm.ask(n)
+        assert len(asked) <= n, f"ask({n}) returned {len(asked)}"
+        algorithm.tell([Observation(s.id, s.x, (contract_loss(MIXED, s.x),)) for s in asked])
+    assert algorithm.ask(0) == [], "ask(0) returned suggestions"
+
+
+def check_out_of_order_failures_and_foreign_trials(factory: Factory) -> None:
+    """Random completion order, 30% failures and foreign trials: the run reaches its budget
+    (``simulate`` asserts the algorithm never stalls with nothing in flight)."""
+    simulate(factory(MIXED, 1, 0), 40, parallel=5, fail_rate=0.3, foreign_rate=0.15)
+
+
+def check_every_trial_failing(factory: Factory) -> None:
+    simulate(factory(MIXED, 1, 0), 16, parallel=4, fail_rate=1.0)
+
+
+def check_resume_asks_what_the_original_would(factory: Factory) -> None:
+    """Interrupted with trials in flight, a fresh instance told the history (ids it never
+    issued, in the order they were told) and handed the trials in flight as ``pending`` asks
+    exactly what the original asks next, under the same ids."""
+    for seed in (0, 1):
+        original = factory(MIXED, 1, 5)
+        session = simulate(original, 17, parallel=4, seed=seed, fail_rate=0.2, foreign_rate=0.1)
+        resumed = factory(MIXED, 1, 5)
+        resumed.tell([Observation(o.id, o.x.copy(), o.losses) for o in session.told])
+        resumed.pending(list(session.in_flight.values()))
+        for n in (2, 3):
+            expected, got = original.ask(n), resumed.ask(n)
+            ids = [s.id for s in expected], [s.id for s in got]
+            assert ids[0] == ids[1], f"resumed: ids {ids[1]}, uninterrupted: {ids[0]}"
+            for x, y in zip(expected, got, strict=True):
+                np.testing.assert_allclose(x.x, y.x, rtol=0, atol=1e-12)
+            flying = {s.x.tobytes() for s in session.in_flight.values()}
+            assert not flying & {s.x.tobytes() for s in got}, "asked a point in flight again"
+            results = [Observation(s.id, s.x, (contract_loss(MIXED, s.x),)) for s in got]
+            original.tell(results)
+            resumed.tell(results)
+
+
+def check_several_objectives(factory: Factory) -> None:
+    simulate(factory(MIXED, 2, 0), 15, parallel=3, objectives=2, fail_rate=0.1)
+
+
+def check_tiny_and_wide_spaces(factory: Factory) -> None:
+    """One coordinate and twenty: every point asked is distinct."""
+    for dim in (1, 20):
+        space = SearchSpace.from_dict(
+            {f"x{i}": {"type": "float", "low": -1, "high": 1} for i in range(dim)}
+        )
+        session = simulate(factory(space, 1, 0), 20, parallel=4)
+        distinct = len({s.x.tobytes() for s in session.asked})
+        assert distinct == len(session.asked), f"a point asked twice in {dim} dimension(s)"
+
+
+CHECKS: dict[str, Callable[[Factory], None]] = {
+    check.__name__.removeprefix("check_"): check
+    for check in (
+        check_points_are_in_the_cube_and_ids_unique,
+        check_same_seed_same_points,
+        check_ask_returns_at_most_n,
+        check_out_of_order_failures_and_foreign_trials,
+        check_every_trial_failing,
+        check_resume_asks_what_the_original_would,
+        check_several_objectives,
+        check_tiny_and_wide_spaces,
+    )
+}
+
+
+def check_algorithm(algorithm: str | type[Algorithm]) -> None:
+    """Run the whole contract against a registered name or an ``Algorithm`` subclass."""
+    factory = factory_of(algorithm)
+    for check in CHECKS.values():
+        check(factory)
+
+
+# --- quality drivers ----------------------------------------------------------------------------
 
 
 def evaluations(
@@ -23,7 +245,8 @@ def evaluations(
     dim: int | None = None,
     noise: float = 0.0,
 ) -> np.ndarray:
-    """The noiseless values of every trial, in order: shape (trials, n_objectives). With
+    """The noiseless values of every trial, in order: shape (trials, n_objectives). Points are
+    asked in batches of ``batch`` (as with ``parallel: batch``) and told all at once. With
     ``noise``, the algorithm is told the values plus Gaussian noise of that std (seeded)."""
     spec = {"function": function} | ({"dim": dim} if dim else {})
     exp = parse_experiment({"objective": {"synthetic": spec}})
@@ -32,15 +255,15 @@ def evaluations(
     values: list[tuple[float, ...]] = []
     draws = np.random.default_rng([seed, 7919])
     while len(values) < trials:
-        points = algorithm.ask(min(batch, trials - len(values)))
-        if not points:
+        asked = algorithm.ask(min(batch, trials - len(values)))
+        if not asked:
             raise RuntimeError(f"{algo} asked nothing with nothing in flight")
         told = []
-        for x in points:
-            result = f.fn(np.array(list(space.decode(x).values()), dtype=float))
+        for s in asked:
+            result = f.fn(np.array(list(space.decode(s.x).values()), dtype=float))
             losses = tuple(result) if isinstance(result, tuple) else (result,)
             noisy = tuple(v + noise * draws.standard_normal() for v in losses) if noise else losses
-            told.append(Observation(x, noisy))
+            told.append(Observation(s.id, s.x, noisy))
             values.append(losses)
         algorithm.tell(told)
     return np.array(values)

@@ -151,8 +151,8 @@ def drive(
 
     asked: list[np.ndarray] = []
     while len(asked) < trials:
-        points = algo.ask(min(batch, trials - len(asked)))
-        assert points, "ask() returned nothing with nothing in flight"
-        algo.tell([Observation(x, (f(x),)) for x in points])
-        asked += points
+        suggestions = algo.ask(min(batch, trials - len(asked)))
+        assert suggestions, "ask() returned nothing with nothing in flight"
+        algo.tell([Observation(s.id, s.x, (f(s.x),)) for s in suggestions])
+        asked += [s.x for s in suggestions]
     return asked

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hypersearch.algorithms import Observation, create
+from hypersearch.algorithms import Observation, Suggestion, create
 from hypersearch.algorithms.astar import AStar, Node
 from hypersearch.errors import ExperimentError
 from hypersearch.space import SearchSpace
@@ -21,8 +21,8 @@ def tree(algo: AStar) -> Node:
 
 def test_the_root_is_the_cube_centre_first() -> None:
     for seed in (0, 1):
-        (x,) = create("astar", SPACE, 1, seed=seed).ask(1)
-        np.testing.assert_array_equal(x, np.full(4, 0.5))
+        (s,) = create("astar", SPACE, 1, seed=seed).ask(1)
+        np.testing.assert_array_equal(s.x, np.full(4, 0.5))
 
 
 def test_expansion_trisects_the_longest_side_and_the_middle_keeps_the_value() -> None:
@@ -30,13 +30,15 @@ def test_expansion_trisects_the_longest_side_and_the_middle_keeps_the_value() ->
         {f"x{i}": {"type": "float", "low": 0, "high": 1} for i in range(2)}
     )
     algo = create("astar", space, 1, seed=0, options={"transform": "none"})
-    (root_x,) = algo.ask(1)
-    algo.tell([Observation(root_x, (1.0,))])
-    a, b = algo.ask(2)
+    (root,) = algo.ask(1)
+    root_x = root.x
+    algo.tell([Observation(root.id, root_x, (1.0,))])
+    sa, sb = algo.ask(2)
+    a, b = sa.x, sb.x
     (d,) = np.flatnonzero(a != 0.5)  # one coordinate moved: both side children of one split
     assert sorted([a[d], b[d]]) == pytest.approx([1 / 6, 5 / 6])
     assert b[1 - d] == 0.5
-    algo.tell([Observation(a, (2.0,)), Observation(b, (3.0,))])
+    algo.tell([Observation(sa.id, a, (2.0,)), Observation(sb.id, b, (3.0,))])
     root = tree(algo)
     assert root.split_dim == d and len(root.children) == 3
     middle = root.children[1]
@@ -49,7 +51,7 @@ def test_expansion_trisects_the_longest_side_and_the_middle_keeps_the_value() ->
 def test_a_parallel_batch_expands_different_nodes() -> None:
     algo = create("astar", SPACE, 1, seed=0)
     drive(algo, 9, 3)
-    batch = algo.ask(8)
+    batch = [s.x for s in algo.ask(8)]
     assert len({x.tobytes() for x in batch}) == 8
     root = tree(algo)  # the batch is in flight: each asked point is a running leaf
     parents = set()
@@ -69,23 +71,24 @@ def test_the_tree_rebuilt_from_observations_decides_as_the_original() -> None:
     for i in range(5):
         points = original.ask(4)
         if i == 2:  # a warm-start point the algorithm never asked
-            points.append(rng.random(4))
-        observations = [Observation(x, (sphere(x),)) for x in points]
+            points.append(Suggestion(1000, rng.random(4)))
+        observations = [Observation(s.id, s.x, (sphere(s.x),)) for s in points]
         original.tell(observations)
         history += observations
     fresh = create("astar", SPACE, 1, seed=4)
     fresh.tell(history)
     for x, y in zip(original.ask(5), fresh.ask(5), strict=True):
-        np.testing.assert_array_equal(x, y)
+        assert x.id == y.id
+        np.testing.assert_array_equal(x.x, y.x)
 
 
 def test_a_foreign_point_becomes_the_evaluation_of_the_leaf_holding_it() -> None:
     algo = create("astar", SPACE, 1, seed=0, options={"transform": "none"})
     x = np.array([0.1, 0.2, 0.3, 0.4])
-    algo.tell([Observation(x, (5.0,))])
+    algo.tell([Observation(0, x, (5.0,))])
     root = tree(algo)
     assert not root.children and root.done == [5.0] and np.array_equal(root.point, x)
-    algo.tell([Observation(np.full(4, 0.5), (1.0,))])  # the centre: the root is split
+    algo.tell([Observation(1, np.full(4, 0.5), (1.0,))])  # the centre: the root is split
     root = tree(algo)
     assert root.children and sum(len(leaf.done) for leaf in root.leaves()) == 2
 
@@ -98,9 +101,9 @@ def test_categoricals_are_split_into_their_buckets_first() -> None:
         }
     )
     algo = create("astar", space, 1, seed=0)
-    (root_x,) = algo.ask(1)
-    algo.tell([Observation(root_x, (1.0,))])
-    points = algo.ask(8)
+    (root,) = algo.ask(1)
+    algo.tell([Observation(root.id, root.x, (1.0,))])
+    points = [s.x for s in algo.ask(8)]
     # The root (opt at 0.5 = "c") keeps its bucket; the other three choices are asked.
     assert sorted(x[1] for x in points[:3]) == pytest.approx([0.125, 0.375, 0.875])
     assert all(x[0] == 0.5 for x in points[:3])
@@ -154,7 +157,7 @@ def test_options_are_validated_with_one_line_errors(options: dict, message: str)
 def test_soo_sweeps_mix_depths_in_a_batch() -> None:
     algo = create("astar", SPACE, 1, seed=0, options={"sweep": "soo"})
     drive(algo, 24, 4)
-    batch = algo.ask(8)
+    batch = [s.x for s in algo.ask(8)]
     root = tree(algo)
     depths = set()
     for x in batch:

@@ -200,7 +200,8 @@ def test_run_writes_the_run_folder(hartmann_run: Any, algo: str) -> None:
 
     params = [f"x{i}" for i in range(6)]
     header = csv_header(run_dir / "trials.csv")
-    assert header == ["number", "state", *params, "value", "regret", "duration_s", "error"]
+    columns = ["number", "state", *params, "value", "regret", "duration_s", "error", "superseded"]
+    assert header == columns
     rows = read_csv(run_dir / "trials.csv")
     assert [int(r["number"]) for r in rows] == list(range(20))
     assert {r["state"] for r in rows} == {"COMPLETE"}
@@ -430,6 +431,7 @@ def test_maximized_objective_reports_the_largest_value_as_best(
         "aux",
         "duration_s",
         "error",
+        "superseded",
     ]
     scores = {int(r["number"]): float(r["score"]) for r in rows}
     assert len(scores) == 8 and len(set(scores.values())) > 1

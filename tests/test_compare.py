@@ -188,13 +188,19 @@ def test_report_rebuilds_the_same_results_without_running(all_algos: Any) -> Non
 
 
 def test_api_compare_returns_the_table_and_pairs_seeds(tmp_path: Path) -> None:
-    table = hypersearch.compare(
+    comparison = hypersearch.compare(
         BRANIN, algos=["random", "tpe"], seeds=2, trials=6, executor="inline", out=tmp_path
     )
+    assert isinstance(comparison, hypersearch.Comparison)
+    table = comparison.table
     assert isinstance(table, pd.DataFrame)
     assert sorted(table["algo"]) == ["random", "tpe"]
-    folder = Path(table.attrs["compare_dir"])
-    assert table.attrs["interrupted"] is False
+    folder = comparison.compare_dir
+    assert comparison.interrupted is False
+    assert comparison.notes["runs_finished"] == 4 and comparison.runs_without_success == []
+    # The API writes what `hypersearch compare` writes, and the table is what results.csv holds.
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "results.csv"), table, check_dtype=False)
+    assert (folder / "results.md").is_file() and (folder / "best_so_far.png").is_file()
     seeds = {(summary(d)["algo"], summary(d)["seed"]) for d in folder.glob("branin-*")}
     assert seeds == {(a, s) for a in ("random", "tpe") for s in (0, 1)}
     # Each run in a compare is the run a user gets with that algorithm and seed alone.
@@ -210,16 +216,16 @@ def test_api_compare_returns_the_table_and_pairs_seeds(tmp_path: Path) -> None:
 
 def test_two_objective_compare_shares_one_reference_point(tmp_path: Path) -> None:
     zdt1 = REPO / "searchspaces" / "zdt1.yaml"
-    table = hypersearch.compare(
+    comparison = hypersearch.compare(
         zdt1, algos=["random", "ga"], seeds=2, trials=16, executor="inline", out=tmp_path
     )
-    folder = Path(table.attrs["compare_dir"])
+    folder, table = comparison.compare_dir, comparison.table
     runs = {d.name: pd.read_csv(d / "trials.csv") for d in folder.glob("zdt1-*")}
     pooled = np.vstack(
         [t.loc[t["state"] == "COMPLETE", ["f1", "f2"]].to_numpy() for t in runs.values()]
     )
     ref = pareto.reference_point(pooled)
-    assert table.attrs["reference_point"] == pytest.approx({"f1": ref[0], "f2": ref[1]})
+    assert comparison.notes["reference_point"] == pytest.approx({"f1": ref[0], "f2": ref[1]})
     for algo in ("random", "ga"):
         hvs = [
             pareto.hypervolume(runs[f"zdt1-{algo}-s{s}"][["f1", "f2"]].to_numpy(), ref)

@@ -30,7 +30,8 @@ import pytest
 from hypersearch.executors.base import COMPLETE, FAIL, TrialRequest, execute
 from hypersearch.executors.local import LocalExecutor
 from hypersearch.experiment import ObjectiveSpec
-from hypersearch.objectives.base import build_objective, trial_seed
+from hypersearch.objectives import build_objective
+from hypersearch.objectives.base import trial_seed
 from tests.conftest import process_gone, run_cli, survivors
 
 SEED = 0

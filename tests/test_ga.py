@@ -80,8 +80,8 @@ def test_multi_objective_survivors_are_non_dominated_first() -> None:
     told: list[tuple[float, float]] = []
     for _ in range(6):
         points = algo.ask(8)
-        algo.tell([Observation(x, two(x)) for x in points])
-        told += [two(x) for x in points]
+        algo.tell([Observation(s.id, s.x, two(s.x)) for s in points])
+        told += [two(s.x) for s in points]
     front = {tuple(v) for v in np.array(told)[front_mask(np.array(told))]}
     kept = [ind.fitness.values for ind in algo._parents]
     # NSGA-II fills the population front by front: the first front, as far as it fits.
@@ -96,7 +96,7 @@ def test_global_random_state_is_untouched() -> None:
     algo = create("ga", cube(4), 2, seed=0)
     for _ in range(5):
         points = algo.ask(8)
-        algo.tell([Observation(x, (sphere(x), -sphere(x))) for x in points])
+        algo.tell([Observation(s.id, s.x, (sphere(s.x), -sphere(s.x))) for s in points])
     assert random.getstate() == before
     after_np = np.random.get_state()
     assert np.array_equal(after_np[1], before_np[1]) and after_np[2:] == before_np[2:]
@@ -110,8 +110,8 @@ def test_two_interleaved_instances_equal_each_alone() -> None:
         for i, algo in enumerate((a, b)):
             points = algo.ask(8)
             random.random()  # a third party drawing from the global generator in between
-            algo.tell([Observation(x, (sphere(x),)) for x in points])
-            got[i] += points
+            algo.tell([Observation(s.id, s.x, (sphere(s.x),)) for s in points])
+            got[i] += [s.x for s in points]
     for expected, seen in zip(alone, got, strict=True):
         assert all(np.array_equal(x, y) for x, y in zip(expected, seen, strict=True))
 
@@ -132,7 +132,7 @@ def test_no_nan_reaches_deap_even_when_every_trial_fails(monkeypatch: pytest.Mon
         for generation in range(6):
             points = algo.ask(8)
             losses = [None if generation < 3 else (float("nan"),) * n_objectives] * len(points)
-            algo.tell([Observation(x, v) for x, v in zip(points, losses, strict=True)])
+            algo.tell([Observation(s.id, s.x, v) for s, v in zip(points, losses, strict=True)])
             for ind in algo._parents:
                 assert all(np.isfinite(v) for v in ind.fitness.values)
     assert calls
@@ -150,19 +150,19 @@ def test_never_asks_an_evaluated_or_in_flight_point() -> None:
     seen: set[tuple] = set()
     for _ in range(7):
         points = algo.ask(8)
-        configs = [tuple(space.decode(x).values()) for x in points]
+        configs = [tuple(space.decode(s.x).values()) for s in points]
         assert not seen & set(configs) and len(set(configs)) == len(configs)
         seen |= set(configs)
-        algo.tell([Observation(x, (sphere(x),)) for x in points])
+        algo.tell([Observation(s.id, s.x, (sphere(s.x),)) for s in points])
 
 
 def test_generation_barrier_waits_for_results() -> None:
     algo = create("ga", cube(2), 1, seed=0)
     first = algo.ask(5) + algo.ask(5)
     assert len(first) == 8 and algo.ask(4) == []  # the generation's results are outstanding
-    algo.tell([Observation(x, (sphere(x),)) for x in first[:7]])
+    algo.tell([Observation(s.id, s.x, (sphere(s.x),)) for s in first[:7]])
     assert algo.ask(4) == []
-    algo.tell([Observation(first[7], None)])
+    algo.tell([Observation(first[7].id, first[7].x, None)])
     assert len(algo.ask(4)) == 4
 
 

@@ -37,6 +37,7 @@ from hypersearch.objectives.synthetic import (
     ackley,
     branin,
     hartmann6,
+    offset,
     rosenbrock,
     sphere,
     zdt1,
@@ -426,8 +427,8 @@ def test_command_metrics_become_columns(write_experiment, tmp_path: Path) -> Non
     assert (summary["trials"], summary["complete"], summary["failed"]) == (6, 4, 2)
     header, rows = read_rows(Path(summary["run_dir"]))
     assert header[:5] == ["number", "state", "x", "acc", "loss"]
-    assert header[-2:] == ["duration_s", "error"]
-    assert set(header[5:-2]) == {"extra_m", "other_m"}
+    assert header[-3:] == ["duration_s", "error", "superseded"]
+    assert set(header[5:-3]) == {"extra_m", "other_m"}
     for row in rows:
         number = int(row["number"])
         if number % 3 == 0:
@@ -499,7 +500,8 @@ def test_python_mapping_records_every_metric(user_module, tmp_path: Path) -> Non
     result = run_engine(experiment, algo="random", out=tmp_path / "runs", executor="inline")
     assert (result.summary["trials"], result.summary["complete"]) == (4, 4)
     header, rows = read_rows(result.run_dir)
-    assert header == ["number", "state", "x", "value", "double", "const", "duration_s", "error"]
+    metrics = ["value", "double", "const"]
+    assert header == ["number", "state", "x", *metrics, "duration_s", "error", "superseded"]
     for row in rows:
         assert float(row["value"]) == float(row["x"])
         assert float(row["double"]) == pytest.approx(2 * float(row["x"]))
@@ -561,19 +563,29 @@ def test_hartmann6_optimum() -> None:
 
 
 @pytest.mark.parametrize("dim", [2, 3, 5, 10])
-def test_rosenbrock_ackley_sphere_optima(dim: int) -> None:
-    assert rosenbrock(np.ones(dim)) == 0.0
-    assert rosenbrock(np.zeros(dim)) == pytest.approx(dim - 1)
-    assert ackley(np.zeros(dim)) == pytest.approx(0.0, abs=1e-12)
-    assert ackley(np.full(dim, 0.5)) > 1
-    assert sphere(np.zeros(dim)) == 0.0
+def test_rosenbrock_ackley_sphere_optima_are_shifted_off_centre_and_grid(dim: int) -> None:
+    shifts = {
+        "rosenbrock": (rosenbrock, 1.0 - offset(dim, -5.0, 10.0), (-5.0, 10.0)),
+        "ackley": (ackley, offset(dim, -32.768, 32.768), (-32.768, 32.768)),
+        "sphere": (sphere, offset(dim, -5.12, 5.12), (-5.12, 5.12)),
+    }
+    for fn, optimum, (lo, hi) in shifts.values():
+        assert fn(optimum) == pytest.approx(0.0, abs=1e-12)
+        rng = np.random.default_rng(dim)
+        assert min(fn(x) for x in rng.uniform(lo, hi, (200, dim))) > 0.0
+        unit = (optimum - lo) / (hi - lo)
+        assert np.all(np.abs(unit - 0.5) > 0.05)  # not the centre
+        for n in (2, 3, 4, 5, 8, 10, 16):  # nor on a regular grid of the cube
+            assert np.all(np.abs(unit * n - np.round(unit * n)) > 1e-6)
+    assert rosenbrock(np.ones(dim)) > 1.0  # the textbook optimum is not ours
 
 
-def test_zdt1_returns_two_objectives() -> None:
-    f1, f2 = zdt1(np.array([0.25, 0.0, 0.0, 0.0]))  # on the front: g = 1, f2 = 1 - sqrt(f1)
-    assert (f1, f2) == pytest.approx((0.25, 0.5))
-    f1, f2 = zdt1(np.array([1.0, 1.0, 1.0]))  # g = 10
-    assert (f1, f2) == pytest.approx((1.0, 10 * (1 - math.sqrt(0.1))))
+def test_zdt1_returns_two_objectives_with_a_shifted_pareto_set() -> None:
+    on_set = offset(4, 0.0, 1.0)
+    on_set[0] = 0.25  # on the front: g = 1, f2 = 1 - sqrt(f1)
+    assert zdt1(on_set) == pytest.approx((0.25, 0.5))
+    f1, f2 = zdt1(np.array([0.25, 0.0, 0.0, 0.0]))  # on the cube's face: off the front
+    assert f1 == 0.25 and f2 > 0.5 + 0.1
 
 
 def synthetic(function: str, noise: float = 0.0, **extra: Any) -> SyntheticObjective:
@@ -588,11 +600,11 @@ def test_synthetic_objective_value_and_regret(tmp_path: Path) -> None:
     assert metrics.keys() == {"value", "regret"}
     assert metrics["value"] == pytest.approx(0.397887, abs=1e-5)
     assert metrics["regret"] == pytest.approx(0.0, abs=1e-5)
-    metrics = synthetic("rosenbrock", dim=3).evaluate(
-        {"x0": 0.0, "x1": 0.0, "x2": 0.0}, ctx_for(tmp_path)
-    )
-    assert metrics == {"value": 2.0, "regret": 2.0}
-    metrics = synthetic("zdt1", dim=3).evaluate({"x0": 0.25, "x1": 0, "x2": 0}, ctx_for(tmp_path))
+    best = dict(zip(["x0", "x1", "x2"], 1.0 - offset(3, -5.0, 10.0), strict=True))
+    metrics = synthetic("rosenbrock", dim=3).evaluate(best, ctx_for(tmp_path))
+    assert metrics == pytest.approx({"value": 0.0, "regret": 0.0})
+    on_set = dict(zip(["x0", "x1", "x2"], offset(3, 0.0, 1.0), strict=True)) | {"x0": 0.25}
+    metrics = synthetic("zdt1", dim=3).evaluate(on_set, ctx_for(tmp_path))
     assert metrics == pytest.approx({"f1": 0.25, "f2": 0.5})
 
 

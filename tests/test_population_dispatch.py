@@ -173,5 +173,5 @@ def test_compare_trains_every_algorithm_alike(tmp_path: Path) -> None:
         out=tmp_path,
         population="on",
     )
-    for run_dir in Path(table.attrs["compare_dir"]).glob("pop-*"):
+    for run_dir in Path(table.compare_dir).glob("pop-*"):
         assert [a.get("population") for a in info(run_dir).values()] == [4] * 4, run_dir.name

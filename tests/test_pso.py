@@ -68,7 +68,7 @@ def test_asynchronous_one_at_a_time_moves_particles() -> None:
     algo2 = create("pso", SPACE, 1, seed=0, options={"swarm_size": 6})
     out = algo2.ask(10)
     assert len(out) == 6 and algo2.ask(1) == []
-    algo2.tell([Observation(out[0], (1.0,))])
+    algo2.tell([Observation(out[0].id, out[0].x, (1.0,))])
     assert len(algo2.ask(5)) == 1
 
 
@@ -77,13 +77,13 @@ def test_a_lucky_draw_does_not_freeze_the_personal_best() -> None:
     back to ~0, and a genuinely better point (-1) then replaces it."""
     algo = create("pso", SPACE, 1, seed=0, options={"swarm_size": 2})
     x0, x1 = np.full(4, 0.5), np.full(4, 0.9)
-    algo.tell([Observation(x0, (-10.0,)), Observation(x1, (5.0,))])  # particles 0 and 1
+    algo.tell([Observation(0, x0, (-10.0,)), Observation(1, x1, (5.0,))])  # particles 0 and 1
     assert algo.swarm.pbest_cost is not None and algo._best_losses[0, 0] == -10.0
-    for _ in range(20):  # particle 0 revisits near x0 and sees the true value
-        algo.tell([Observation(x0 + 0.001, (0.0,)), Observation(x1, (5.0,))])
+    for k in range(1, 21):  # particle 0 revisits near x0 and sees the true value
+        algo.tell([Observation(2 * k, x0 + 0.001, (0.0,)), Observation(2 * k + 1, x1, (5.0,))])
     assert algo._best_losses[0, 0] > -1.0
     far = np.full(4, 0.1)
-    algo.tell([Observation(far, (-1.0,))])
+    algo.tell([Observation(42, far, (-1.0,))])
     np.testing.assert_array_equal(algo.swarm.pbest_pos[0], far)
 
 
@@ -110,10 +110,10 @@ def test_two_interleaved_instances_equal_each_alone() -> None:
     for _ in range(10):
         pa, pb = a.ask(3), b.ask(3)
         np.random.random(7)  # someone else using the global RNG in between
-        b.tell([Observation(x, (sphere(x),)) for x in pb])
-        a.tell([Observation(x, (sphere(x),)) for x in pa])
-        got_a += pa
-        got_b += pb
+        b.tell([Observation(s.id, s.x, (sphere(s.x),)) for s in pb])
+        a.tell([Observation(s.id, s.x, (sphere(s.x),)) for s in pa])
+        got_a += [s.x for s in pa]
+        got_b += [s.x for s in pb]
     assert all(np.array_equal(x, y) for x, y in zip(alone_a, got_a, strict=True))
     assert all(np.array_equal(x, y) for x, y in zip(alone_b, got_b, strict=True))
 
@@ -124,10 +124,10 @@ def test_all_failed_results_put_no_nan_into_pyswarms(topology: str) -> None:
     for _ in range(6):
         points = algo.ask(4)
         bad = [None, (float("nan"), 1.0), (float("inf"), 0.0), None]
-        algo.tell([Observation(x, b) for x, b in zip(points, bad, strict=True)])
+        algo.tell([Observation(s.id, s.x, b) for s, b in zip(points, bad, strict=True)])
         for array in (algo.swarm.position, algo.swarm.velocity, algo.swarm.pbest_cost):
             assert np.all(np.isfinite(array))
-    assert all(np.all(np.isfinite(x)) for x in algo.ask(4))
+    assert all(np.all(np.isfinite(s.x)) for s in algo.ask(4))
 
 
 def test_multi_objective_spreads_along_the_front() -> None:
@@ -140,8 +140,8 @@ def test_multi_objective_spreads_along_the_front() -> None:
     points: list[np.ndarray] = []
     while len(points) < 96:
         batch = algo.ask(8)
-        algo.tell([Observation(x, zdt1(x)) for x in batch])
-        points += batch
+        algo.tell([Observation(s.id, s.x, zdt1(s.x)) for s in batch])
+        points += [s.x for s in batch]
     late = np.array([x[0] for x in points[48:]])  # f1 = x0: where on the front
     assert late.min() < 0.25 and late.max() > 0.75
 

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from hypersearch.algorithms import Observation, create
+from hypersearch.algorithms import Observation, Suggestion, create
 from hypersearch.algorithms.rf import (
     FAILED_MARGIN,
     VARIANCE_FLOOR,
@@ -34,8 +34,8 @@ def drive(algo: RandomForest, trials: int, batch: int) -> list[np.ndarray]:
     while len(asked) < trials:
         points = algo.ask(min(batch, trials - len(asked)))
         assert points
-        algo.tell([Observation(x, (sphere(x),)) for x in points])
-        asked += points
+        algo.tell([Observation(s.id, s.x, (sphere(s.x),)) for s in points])
+        asked += [s.x for s in points]
     return asked
 
 
@@ -76,7 +76,7 @@ def test_initial_design_is_sobol_then_the_model_takes_over() -> None:
 def test_a_batch_is_distinct_and_spread_out() -> None:
     algo = create("rf", SPACE, 1, seed=0, options={"random_fraction": 0.0})
     drive(algo, 24, 4)
-    batch = np.array(algo.ask(8))
+    batch = np.array([s.x for s in algo.ask(8)])
     distances = [np.linalg.norm(a - b) for i, a in enumerate(batch) for b in batch[i + 1 :]]
     assert min(distances) > 1e-3, min(distances)
 
@@ -90,10 +90,11 @@ def test_points_in_flight_are_never_asked_again() -> None:
         }
     )
     algo = create("rf", space, 1, seed=0, options={"initial": 2, "random_fraction": 0.0})
-    first = algo.ask(4)
-    algo.tell([Observation(x, (float(x.sum()),)) for x in first[:2]])  # two in flight
-    algo.pending([space.encode({"a": "r", "b": 3})])  # a resumed run's trial in flight
-    later = [algo.ask(1)[0] for _ in range(6)]
+    first = [s.x for s in algo.ask(4)]
+    algo.tell([Observation(i, x, (float(x.sum()),)) for i, x in enumerate(first[:2])])
+    resumed = Suggestion(99, space.encode({"a": "r", "b": 3}))  # a resumed run's trial
+    algo.pending([resumed])
+    later = [algo.ask(1)[0].x for _ in range(6)]
     keys = {x.tobytes() for x in first + later} | {space.encode({"a": "r", "b": 3}).tobytes()}
     assert len(keys) == 9
 
@@ -112,11 +113,11 @@ def test_huge_and_failed_losses_keep_the_model_finite() -> None:
     algo = create("rf", SPACE, 1, seed=0, options={"initial": 4, "random_fraction": 0.0})
     points = algo.ask(8)
     bad = [None, (1e300,), (float("nan"),), (1.0,), (2.0,), None, (float("inf"),), (0.5,)]
-    algo.tell([Observation(x, b) for x, b in zip(points, bad, strict=True)])
+    algo.tell([Observation(s.id, s.x, b) for s, b in zip(points, bad, strict=True)])
     costs, failed = algo._costs(np.random.default_rng(0))
     assert failed.sum() == 4
     assert np.all(np.isfinite(impute_failed(costs, failed)))
-    assert all(np.all(np.isfinite(x)) for x in algo.ask(4))
+    assert all(np.all(np.isfinite(s.x)) for s in algo.ask(4))
 
 
 def test_multi_objective_draws_new_weights_and_spreads_along_the_front() -> None:
@@ -127,8 +128,8 @@ def test_multi_objective_draws_new_weights_and_spreads_along_the_front() -> None
     points: list[np.ndarray] = []
     while len(points) < 64:
         batch = algo.ask(8)
-        algo.tell([Observation(x, zdt1(x)) for x in batch])
-        points += batch
+        algo.tell([Observation(s.id, s.x, zdt1(s.x)) for s in batch])
+        points += [s.x for s in batch]
     orders = {tuple(np.argsort(algo._costs(np.random.default_rng(s))[0])[:5]) for s in range(10)}
     assert len(orders) > 1  # different weights, different best points
     late = np.array([x[0] for x in points[32:]])  # f1 = x0: where on the front
@@ -169,7 +170,7 @@ def test_ask_time_with_many_observations_is_measured() -> None:
     rng = np.random.default_rng(0)
     for n in (100, 500):
         algo = create("rf", space, 1, seed=0, options={"random_fraction": 0.0})
-        algo.tell([Observation(x, (sphere(x),)) for x in rng.random((n, 6))])
+        algo.tell([Observation(i, x, (sphere(x),)) for i, x in enumerate(rng.random((n, 6)))])
         start = time.perf_counter()
         points = algo.ask(1)
         print(f"rf ask(1) after {n} observations: {time.perf_counter() - start:.3f} s")

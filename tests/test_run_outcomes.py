@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 import sqlalchemy
 
@@ -205,7 +206,8 @@ def test_thousands_of_metrics_are_capped_and_written_in_one_transaction(tmp_path
     info = trial.user_attrs[INFO_ATTR]
     assert info["dropped_metrics"]["count"] == len(record.dropped)
     header = (tmp_path / "many" / "trials.csv").read_text().splitlines()[0].split(",")
-    assert len(header) == 2 + 2 + 2 + MAX_METRICS + 2  # number,state,2 params,2 objectives,…
+    # number,state,2 params,2 objectives,the other metrics,duration_s,error,superseded
+    assert len(header) == 2 + 2 + 2 + MAX_METRICS + 3
 
 
 def test_a_run_warns_once_when_metrics_are_dropped(tmp_path: Path, cli) -> None:
@@ -225,3 +227,58 @@ def test_a_run_warns_once_when_metrics_are_dropped(tmp_path: Path, cli) -> None:
         f"(with the objectives); dropped extra{MAX_METRICS}, extra{MAX_METRICS + 1}, "
         f"extra{MAX_METRICS + 2}, …"
     ]
+
+
+# -- a lost worker's trial, counted once ----------------------------------------------------------
+
+KILLS_ITS_WORKER_ON_TRIAL_1 = """
+    import os, signal
+
+    def f(config, ctx):
+        if ctx.number == 1:  # the engine retries it once, as trial 2, on a fresh worker
+            os.kill(os.getpid(), signal.SIGKILL)
+        if ctx.number == 3:
+            raise RuntimeError("boom")
+        return config["x"] ** 2
+"""
+
+
+def test_a_retried_lost_worker_is_counted_alike_by_store_runs_and_compare(
+    tmp_path: Path, cli
+) -> None:
+    """Trial 1 kills its (real, local) worker and is retried as trial 2; trial 3 fails. The
+    store, ``load_run``, the compare's scores and table and its progress lines all count 4
+    trials with 1 failure: the lost attempt is shown (trials.csv, ``superseded``) but counted
+    nowhere."""
+    from hypersearch.comparison import evaluate, open_compare
+    from hypersearch.results import load_run
+    from hypersearch.store import opened
+
+    path = python_experiment(tmp_path, KILLS_ITS_WORKER_ON_TRIAL_1)
+    out = tmp_path / "runs"
+    result = cli("compare", path, "--algos", "random", "--seeds", "1", "--out", out)
+    assert result.returncode == 0, result.stderr
+    folder = next(out.iterdir())
+    run_dir = folder / "outcome-random-s0"
+
+    with opened(run_dir) as store:
+        assert store.tally() == (4, 1)
+        assert store.records[1].superseded and store.records[1].retried_as == 2
+    run = load_run(run_dir)
+    assert run.tally() == (4, 1) and run.done
+    trials = run.trials.set_index("number")
+    assert list(trials.index) == [0, 1, 2, 3, 4]  # every attempt is shown …
+    assert trials["superseded"].tolist() == [False, True, False, False, False]
+    assert trials.loc[1, "state"] == "FAIL" and trials.loc[1, "error"].startswith("worker_lost")
+    assert list(run.counted["number"]) == [0, 2, 3, 4]  # … and the retry counts in its place
+    assert len(run.losses()) == 4
+
+    comparison = evaluate(open_compare(folder))
+    [score] = comparison.scores
+    assert len(score.curve) == 4 and score.failed == 1
+    assert comparison.table.loc[0, "failed"] == 1
+    assert pd.read_csv(folder / "results.csv").loc[0, "failed"] == 1
+    assert "random seed 0: best value=" in result.stderr and ", 1 failed, " in result.stderr
+    # summary.json's counts are of every finished trial, the lost attempt too (its contract).
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["trials"], summary["failed"]) == (5, 2)

@@ -26,7 +26,9 @@ from hypersearch.objectives.trainer.data import (
     DATASETS,
     DatasetError,
     check_dataset_name,
+    cifar10,
     default_cache_dir,
+    idx,
     load_dataset,
 )
 
@@ -273,7 +275,7 @@ def test_mnist_download_verifies_checksums_then_loads(
         load_dataset("mnist", cache_dir=tmp_path)
     assert list((tmp_path / "mnist").iterdir()) == []
     md5s = {k: hashlib.md5(v).hexdigest() for k, v in payload.items()}
-    monkeypatch.setitem(data._IDX_SOURCES, "mnist", ("MNIST", base, md5s))
+    monkeypatch.setitem(idx._IDX_SOURCES, "mnist", ("MNIST", base, md5s))
     asked.clear()
     ds = load_dataset("mnist", cache_dir=tmp_path)
     assert sorted(asked) == sorted(base + k for k in payload)
@@ -353,7 +355,7 @@ def test_cifar10_download_extracts_the_archive(
     archive = tar_gz({f"cifar-10-batches-bin/{k}": v for k, v in batches.items()})
     serve(monkeypatch, {data.CIFAR10_URL: archive})
     monkeypatch.setitem(
-        data._CIFAR10_MD5, "cifar-10-binary.tar.gz", hashlib.md5(archive).hexdigest()
+        cifar10._CIFAR10_MD5, "cifar-10-binary.tar.gz", hashlib.md5(archive).hexdigest()
     )
     ds = load_dataset("cifar10", cache_dir=tmp_path)
     check_split(ds, planes)
@@ -380,7 +382,7 @@ def test_cifar10_archive_with_unsafe_members_is_refused(
     archive = tar_gz({**good, **members}, links)
     serve(monkeypatch, {data.CIFAR10_URL: archive})
     monkeypatch.setitem(
-        data._CIFAR10_MD5, "cifar-10-binary.tar.gz", hashlib.md5(archive).hexdigest()
+        cifar10._CIFAR10_MD5, "cifar-10-binary.tar.gz", hashlib.md5(archive).hexdigest()
     )
     cache = tmp_path / "cache"
     with pytest.raises(DatasetError, match="refusing"):

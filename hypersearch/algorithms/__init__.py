@@ -13,6 +13,7 @@ from hypersearch.algorithms import (  # noqa: F401  (registers them)
 from hypersearch.algorithms.base import (
     Algorithm,
     Observation,
+    Suggestion,
     available,
     create,
     get_algorithm,
@@ -23,6 +24,7 @@ from hypersearch.algorithms.base import (
 __all__ = [
     "Algorithm",
     "Observation",
+    "Suggestion",
     "available",
     "create",
     "get_algorithm",

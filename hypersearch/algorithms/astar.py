@@ -66,7 +66,8 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from hypersearch.algorithms.base import Algorithm, Observation, point_key, register
+from hypersearch.algorithms.base import Algorithm, Observation, Suggestion, point_key, register
+from hypersearch.algorithms.partition import Node, SurrogateBound, fit_forest
 from hypersearch.space import CategoricalParam, SearchSpace, StrictModel
 
 
@@ -83,46 +84,15 @@ class AStarOptions(StrictModel):
     kappa: Annotated[float, Field(ge=0, le=10)] = 1.0  # surrogate LCB width, in std units
 
 
-class Node:
-    """A box of the partition tree and the evaluations that fell on its evaluation point."""
-
-    __slots__ = ("children", "depth", "hi", "lo", "parent", "point", "split_dim", "values")
-
-    def __init__(self, lo: np.ndarray, hi: np.ndarray, depth: int, parent: Node | None) -> None:
-        self.lo, self.hi, self.depth, self.parent = lo, hi, depth, parent
-        self.children: list[Node] = []
-        self.split_dim = -1
-        self.point: np.ndarray | None = None  # where its evaluations were taken
-        self.values: list[float | None] = []  # None: in flight (running)
-
-    @property
-    def centre(self) -> np.ndarray:
-        return (self.lo + self.hi) / 2
-
-    @property
-    def done(self) -> list[float]:
-        return [v for v in self.values if v is not None]
-
-    @property
-    def running(self) -> bool:
-        return any(v is None for v in self.values)
-
-    def leaves(self) -> list[Node]:
-        if not self.children:
-            return [self]
-        return [leaf for child in self.children for leaf in child.leaves()]
-
-
 @register
 class AStar(Algorithm):
     name = "astar"
     description = "A*-style best-first partition-tree search (DIRECT/SOO trisection, StoSOO)"
     Options = AStarOptions
 
-    def __init__(self, space, n_objectives, *, seed, **options):  # type: ignore[no-untyped-def]
+    def __init__(self, space: SearchSpace, n_objectives: int, *, seed: int, **options: Any):
         super().__init__(space, n_objectives, seed=seed, **options)
         self._told: list[Observation] = []
-        self._pending: list[np.ndarray] = []
         # Categorical coordinates are split first, into their buckets; then the longest side,
         # ties broken by this seeded order (the seed's only influence on the tree).
         self._buckets = np.array(
@@ -133,25 +103,15 @@ class AStar(Algorithm):
     # --- the interface -------------------------------------------------------------------------
 
     def tell(self, observations: Sequence[Observation]) -> None:
-        for obs in observations:
-            key = point_key(obs.x)
-            for i, p in enumerate(self._pending):
-                if point_key(p) == key:
-                    del self._pending[i]
-                    break
-            self._told.append(Observation(np.asarray(obs.x, dtype=float).copy(), obs.losses))
+        for obs, _ in self.arrivals(observations):
+            self._told.append(obs)
 
-    def pending(self, points: Sequence[np.ndarray]) -> None:
-        self._pending += [np.asarray(p, dtype=float).copy() for p in points]
-
-    def ask(self, n: int) -> list[np.ndarray]:
+    def ask(self, n: int) -> list[Suggestion]:
         if n <= 0:
             return []
-        rng = np.random.default_rng([self.seed, len(self._told), len(self._pending)])
+        rng = np.random.default_rng([self.seed, len(self._told), len(self.in_flight)])
         root, seen = self._rebuild(rng)
-        points = self._select(root, seen, n, rng)
-        self._pending += [p.copy() for p in points]
-        return points
+        return [self.issue(x) for x in self._select(root, seen, n, rng)]
 
     # --- the tree ------------------------------------------------------------------------------
 
@@ -163,7 +123,7 @@ class AStar(Algorithm):
         for obs, v in zip(self._told, values, strict=True):
             self._insert(root, obs.x, v)
             seen.setdefault(self._config(obs.x), []).append(v)
-        for x in self._pending:
+        for x in self.in_flight.values():
             self._insert(root, x, None)
             seen.setdefault(self._config(x), [])
         return root, seen
@@ -263,115 +223,21 @@ class AStar(Algorithm):
     def _select(
         self, root: Node, seen: dict[tuple, list[float]], n: int, rng: np.random.Generator
     ) -> list[np.ndarray]:
-        done = [v for vs in seen.values() for v in vs]
-        best, worst = (min(done), max(done)) if done else (0.0, 1.0)
-        scale = max(worst - best, 1e-12)
-        lcb = self._surrogate(root) if self.options.heuristic == "surrogate" and done else None
-        out: list[np.ndarray] = []
-        taken: set[bytes] = set()
-
-        def g(node: Node) -> float:
-            cur: Node | None = node
-            while cur is not None:
-                if cur.done:
-                    return float(np.mean(cur.done))
-                cur = cur.parent
-            return best
-
-        def f(node: Node) -> float:
-            n_evals = max(len(node.done), 1)
-            size = float(np.linalg.norm(node.hi - node.lo)) / math.sqrt(self.space.dim)
-            value = g(node)
-            if lcb is not None:
-                value = min(value, lcb(node.centre))
-            return value - self.options.c * scale * size**self.options.alpha / math.sqrt(n_evals)
-
-        def propose(x: np.ndarray) -> bool:
-            key = point_key(x)
-            if key in taken or len(out) >= n:
-                return False
-            taken.add(key)
-            out.append(x)
-            return True
-
-        # Re-evaluation (StoSOO): only once values look noisy, or a one-off probe.
-        repeats = [node.done for node in root.leaves() if len(node.done) >= 2]
-        noisy = any(np.ptp(r) > 1e-12 * scale for r in repeats)
-        probe = not repeats and len(self._told) >= self.options.probe_after
-        slots = round(self.options.reevaluate * n) if (noisy or probe) else 0
-        if probe:
-            slots = min(slots, 1) if self.options.reevaluate > 0 else 0
-        if slots:
-            ranked = sorted(
-                (leaf for leaf in root.leaves() if leaf.done and not leaf.running),
-                key=g,
-            )
-            for leaf in ranked:
-                if slots <= 0:
-                    break
-                few = len(leaf.done) < self.options.max_evals
-                if few and leaf.point is not None and propose(leaf.point.copy()):
-                    leaf.values.append(None)
-                    slots -= 1
-
-        # Unevaluated leaves first (a side child a full batch left out), best parent first;
-        # then SOO sweeps over depths among evaluated leaves, each pick expanded and its new
-        # children's centres asked (DIRECT). A leaf whose centre decodes to a seen config
-        # borrows those losses instead.
-        def ask_empty(leaves: list[Node]) -> bool:
-            asked = False
-            for leaf in sorted(leaves, key=lambda leaf: (f(leaf), self._tie(leaf))):
-                if leaf.point is not None or leaf.running:
-                    continue
-                known = seen.get(self._config(leaf.centre))
-                if known is not None:
-                    leaf.point = leaf.centre
-                    leaf.values = list(known) if known else [None]
-                    continue
-                if not propose(leaf.centre):
-                    break
-                leaf.point = leaf.centre
-                leaf.values.append(None)
-                seen[self._config(leaf.centre)] = []
-                asked = True
-            return asked
-
-        ask_empty(root.leaves())
-        for _ in range(10 * n + 50):
-            if len(out) >= n:
-                break
-            leaves = [leaf for leaf in root.leaves() if leaf.point is not None and not leaf.running]
-            if lcb is not None:
-                lcb.prime([leaf.centre for leaf in leaves])
-            by_depth: dict[int, list[Node]] = {}
-            for leaf in leaves:
-                by_depth.setdefault(leaf.depth, []).append(leaf)
-            picks, bar = [], math.inf
-            if self.options.sweep == "best":
-                by_depth = {0: leaves} if leaves else {}
-            for depth in sorted(by_depth):
-                cand = min(by_depth[depth], key=lambda leaf: (f(leaf), self._tie(leaf)))
-                if f(cand) < bar:
-                    picks.append(cand)
-                    bar = f(cand)
-            if not picks:
-                break
-            for node in picks:
-                if len(out) >= n:
-                    break
-                if self._split(node):
-                    ask_empty(node.children)
-                else:  # a box that cannot be split further: retired for this ask
-                    node.values.append(None)
-        for _ in range(100 * n):  # nothing left to split: seeded uniform unseen configs
-            if len(out) >= n:
+        """Up to ``n`` points: re-evaluations (StoSOO), unevaluated leaves, then expansions;
+        seeded uniform unseen configs once nothing is left to split, repeats last of all."""
+        batch = _Batch(self, root, seen, n)
+        batch.reevaluate(len(self._told))
+        batch.ask_empty(root.leaves())
+        batch.expand()
+        for _ in range(100 * n):
+            if batch.full:
                 break
             x = rng.random(self.space.dim)
-            if self._config(x) not in seen and propose(x):
+            if self._config(x) not in seen and batch.propose(x):
                 seen[self._config(x)] = []
-        while len(out) < n:  # every config seen: repeats are all that is left
-            propose(rng.random(self.space.dim))
-        return out
+        while not batch.full:  # every config seen: repeats are all that is left
+            batch.propose(rng.random(self.space.dim))
+        return batch.out
 
     def _tie(self, node: Node) -> float:
         """Deterministic tie-break between equal priorities: the lexicographic box centre."""
@@ -389,48 +255,122 @@ class AStar(Algorithm):
         return SurrogateBound(predict, self.options.kappa)
 
 
-class SurrogateBound:
-    """The forest's lower confidence bound, predicted in batches and cached by point."""
+class _Batch:
+    """One ask's selection over a rebuilt tree: priorities, virtual loss, the points taken."""
 
-    def __init__(self, predict: Any, kappa: float) -> None:
-        self.predict, self.kappa = predict, kappa
-        self.cache: dict[bytes, float] = {}
+    def __init__(self, algo: AStar, root: Node, seen: dict[tuple, list[float]], n: int) -> None:
+        self.algo, self.root, self.seen, self.n = algo, root, seen, n
+        self.options = algo.options
+        done = [v for vs in seen.values() for v in vs]
+        self.best, worst = (min(done), max(done)) if done else (0.0, 1.0)
+        self.scale = max(worst - self.best, 1e-12)
+        surrogate = self.options.heuristic == "surrogate" and done
+        self.lcb = algo._surrogate(root) if surrogate else None
+        self.out: list[np.ndarray] = []
+        self.taken: set[bytes] = set()
 
-    def prime(self, points: list[np.ndarray]) -> None:
-        new = [p for p in points if point_key(p) not in self.cache]
-        if new:
-            mu, var = self.predict(np.array(new))
-            for p, m, v in zip(new, mu, var, strict=True):
-                self.cache[point_key(p)] = float(m - self.kappa * math.sqrt(max(v, 0.0)))
+    @property
+    def full(self) -> bool:
+        return len(self.out) >= self.n
 
-    def __call__(self, x: np.ndarray) -> float:
-        self.prime([x])
-        return self.cache[point_key(x)]
+    def g(self, node: Node) -> float:
+        """Mean loss at the node's point, else its nearest evaluated ancestor's."""
+        cur: Node | None = node
+        while cur is not None:
+            if cur.done:
+                return float(np.mean(cur.done))
+            cur = cur.parent
+        return self.best
 
+    def f(self, node: Node) -> float:
+        """Priority (lowest first): ``g`` minus the optimism bonus of the box."""
+        n_evals = max(len(node.done), 1)
+        size = float(np.linalg.norm(node.hi - node.lo)) / math.sqrt(self.algo.space.dim)
+        value = self.g(node)
+        if self.lcb is not None:
+            value = min(value, self.lcb(node.centre))
+        bonus = self.options.c * self.scale * size**self.options.alpha / math.sqrt(n_evals)
+        return value - bonus
 
-def fit_forest(xs: np.ndarray, ys: np.ndarray, seed: int) -> Any:
-    """``X -> (means, variances)`` over the trees of a random forest fit on ``(xs, ys)``.
+    def propose(self, x: np.ndarray) -> bool:
+        key = point_key(x)
+        if key in self.taken or self.full:
+            return False
+        self.taken.add(key)
+        self.out.append(x)
+        return True
 
-    Reuses ``hypersearch.algorithms.rf`` (``fit_forest``/``predict_mean_var``), the
-    random-forest algorithm's surrogate, when present; else scikit-learn's ExtraTreesRegressor
-    directly (the same model, without rf's tuning)."""
-    try:
-        from hypersearch.algorithms import rf
+    def reevaluate(self, n_told: int) -> None:
+        """StoSOO: re-evaluate promising leaves, only once values look noisy (or a one-off
+        probe to find out)."""
+        repeats = [node.done for node in self.root.leaves() if len(node.done) >= 2]
+        noisy = any(np.ptp(r) > 1e-12 * self.scale for r in repeats)
+        probe = not repeats and n_told >= self.options.probe_after
+        slots = round(self.options.reevaluate * self.n) if (noisy or probe) else 0
+        if probe:
+            slots = min(slots, 1) if self.options.reevaluate > 0 else 0
+        if not slots:
+            return
+        leaves = (leaf for leaf in self.root.leaves() if leaf.done and not leaf.running)
+        for leaf in sorted(leaves, key=self.g):
+            if slots <= 0:
+                break
+            few = len(leaf.done) < self.options.max_evals
+            if few and leaf.point is not None and self.propose(leaf.point.copy()):
+                leaf.values.append(None)
+                slots -= 1
 
-        model = rf.fit_forest(xs, ys, seed=seed)
-        return lambda X: rf.predict_mean_var(model, X)
-    except (ImportError, AttributeError):
-        pass
-    from sklearn.ensemble import ExtraTreesRegressor
+    def ask_empty(self, leaves: list[Node]) -> bool:
+        """Ask the centres of unevaluated leaves, best parent first; a centre that decodes to
+        a seen config borrows its losses instead."""
+        asked = False
+        for leaf in sorted(leaves, key=lambda leaf: (self.f(leaf), self.algo._tie(leaf))):
+            if leaf.point is not None or leaf.running:
+                continue
+            config = self.algo._config(leaf.centre)
+            known = self.seen.get(config)
+            if known is not None:
+                leaf.point = leaf.centre
+                leaf.values = list(known) if known else [None]
+                continue
+            if not self.propose(leaf.centre):
+                break
+            leaf.point = leaf.centre
+            leaf.values.append(None)
+            self.seen[config] = []
+            asked = True
+        return asked
 
-    forest = ExtraTreesRegressor(n_estimators=30, min_samples_leaf=2, random_state=seed, n_jobs=1)
-    forest.fit(xs, ys)
-
-    def predict(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        per_tree = np.stack([tree.predict(X) for tree in forest.estimators_])
-        return per_tree.mean(axis=0), per_tree.var(axis=0)
-
-    return predict
+    def expand(self) -> None:
+        """Sweeps over the open evaluated leaves (all at once with ``best``, per depth with
+        ``soo``): each pick is split and its new children's centres asked (DIRECT)."""
+        for _ in range(10 * self.n + 50):
+            if self.full:
+                return
+            leaves = [n for n in self.root.leaves() if n.point is not None and not n.running]
+            if self.lcb is not None:
+                self.lcb.prime([leaf.centre for leaf in leaves])
+            by_depth: dict[int, list[Node]] = {}
+            for leaf in leaves:
+                by_depth.setdefault(leaf.depth, []).append(leaf)
+            if self.options.sweep == "best":
+                by_depth = {0: leaves} if leaves else {}
+            picks: list[Node] = []
+            bar = math.inf
+            for depth in sorted(by_depth):
+                cand = min(by_depth[depth], key=lambda n: (self.f(n), self.algo._tie(n)))
+                if self.f(cand) < bar:
+                    picks.append(cand)
+                    bar = self.f(cand)
+            if not picks:
+                return
+            for node in picks:
+                if self.full:
+                    break
+                if self.algo._split(node):
+                    self.ask_empty(node.children)
+                else:  # a box that cannot be split further: retired for this ask
+                    node.values.append(None)
 
 
 def _params(space: SearchSpace) -> list[Any]:

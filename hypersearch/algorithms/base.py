@@ -1,15 +1,23 @@
 """The algorithm interface every optimizer implements, and the name → class registry.
 
-Algorithms work in the unit cube: ``ask`` proposes points, ``tell`` reports losses (always
-minimized; ``None`` for a failed trial). ``tell`` accepts any subset in any order, including
-points the algorithm never asked: that is how resume and warm start work (a fresh algorithm is
-told every finished observation).
+Algorithms work in the unit cube. ``ask`` proposes suggestions, each a point with an id;
+``tell`` reports observations by id (losses always minimized; ``None`` for a failed trial).
+One id follows a trial from ask to tell, so no algorithm has to recognise a told point by
+comparing vectors. ``tell`` accepts any subset in any order, including ids the algorithm never
+issued: that is how resume and warm start work (a fresh algorithm is told every finished
+observation; those ids are *foreign* to it).
+
+The base class keeps the id bookkeeping: ``issue`` makes a suggestion under a fresh id,
+``arrivals`` walks told observations and says which were this instance's own, ``in_flight``
+holds the ids issued (or declared ``pending``) and not yet told. Under the engine an id is the
+trial's number: ids count up from one past the largest id seen, which the engine keeps equal to
+the study's next trial number by declaring every trial it starts itself (``pending``).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -21,11 +29,24 @@ from hypersearch.space import SearchSpace, StrictModel
 
 
 @dataclass(frozen=True)
-class Observation:
-    """A finished trial as the algorithm sees it: a unit-cube point and its losses."""
+class Suggestion:
+    """A point to evaluate, under the id its observation will come back with."""
 
+    id: int
     x: np.ndarray
-    losses: tuple[float, ...] | None  # None: the trial failed
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A finished trial as the algorithm sees it: its id, unit-cube point and losses.
+
+    ``losses`` is None for a failed trial; ``step`` is set when a scheduler stopped the trial
+    early at that step (its losses are then the last reported ones)."""
+
+    id: int
+    x: np.ndarray
+    losses: tuple[float, ...] | None
+    step: int | None = None
 
     @property
     def failed(self) -> bool:
@@ -37,7 +58,9 @@ class NoOptions(StrictModel):
 
 
 class Algorithm(abc.ABC):
-    """Base class. Subclasses set ``name``, ``description`` and an ``Options`` pydantic model."""
+    """Base class. Subclasses set ``name``, ``description`` and an ``Options`` pydantic model,
+    and implement ``ask`` (making suggestions with ``issue``) and ``tell`` (walking
+    ``arrivals``)."""
 
     name: ClassVar[str]
     description: ClassVar[str]
@@ -51,21 +74,52 @@ class Algorithm(abc.ABC):
         self.space = space
         self.n_objectives = n_objectives
         self.seed = seed
-        self.options = parse_options(type(self), options)
+        self.options: Any = parse_options(type(self), options)
         self.rng = np.random.default_rng(seed)
+        self.in_flight: dict[int, np.ndarray] = {}  # issued or pending, not yet told
+        self._next_id = 0
 
     @abc.abstractmethod
-    def ask(self, n: int) -> list[np.ndarray]:
-        """Up to ``n`` new points in [0, 1]^d; fewer (even none) while waiting for results."""
+    def ask(self, n: int) -> list[Suggestion]:
+        """Up to ``n`` new suggestions in [0, 1]^d; fewer (even none) while waiting for
+        results."""
 
     @abc.abstractmethod
     def tell(self, observations: Sequence[Observation]) -> None:
-        """Learn from finished trials (any subset, any order, asked or not)."""
+        """Learn from finished trials (any subset, any order, asked or foreign)."""
 
-    def pending(self, points: Sequence[np.ndarray]) -> None:  # noqa: B027  (optional hook)
-        """Points in flight that this instance did not ask (a resumed run re-runs the trials
-        a kill cut off): count them as asked, so the next asks neither repeat them nor differ
-        from what the uninterrupted run would have asked. Their results arrive by ``tell``."""
+    def pending(self, suggestions: Sequence[Suggestion]) -> None:
+        """Trials in flight that this instance did not ask (a resumed run re-runs the trials a
+        kill cut off; a lost worker's retry): count them as asked, so the next asks neither
+        repeat them nor differ from what the uninterrupted run would have asked. Their results
+        arrive by ``tell``. Subclasses that count asks extend this (and call it)."""
+        for suggestion in suggestions:
+            self._saw(suggestion.id)
+            self.in_flight[suggestion.id] = np.asarray(suggestion.x, dtype=float)
+
+    # --- id bookkeeping for subclasses ------------------------------------------------------
+
+    def issue(self, x: np.ndarray) -> Suggestion:
+        """A suggestion of ``x`` under a fresh id, put in flight."""
+        suggestion = Suggestion(self._next_id, np.asarray(x, dtype=float))
+        self._next_id += 1
+        self.in_flight[suggestion.id] = suggestion.x
+        return suggestion
+
+    @property
+    def next_id(self) -> int:
+        """The id the next suggestion will get."""
+        return self._next_id
+
+    def arrivals(self, observations: Sequence[Observation]) -> Iterator[tuple[Observation, bool]]:
+        """Each observation with whether it is this instance's own (issued or pending and not
+        yet told), taking it out of flight; a foreign id is never issued afterwards."""
+        for obs in observations:
+            self._saw(obs.id)
+            yield obs, self.in_flight.pop(obs.id, None) is not None
+
+    def _saw(self, id_: int) -> None:
+        self._next_id = max(self._next_id, int(id_) + 1)
 
 
 _REGISTRY: dict[str, type[Algorithm]] = {}
@@ -127,5 +181,6 @@ def create(
 
 
 def point_key(x: np.ndarray) -> bytes:
-    """A hashable identity for a point (algorithms match told points to their own asks)."""
+    """A hashable key of a point's exact coordinates (to avoid proposing one twice; trials
+    are identified by id, never by their point)."""
     return np.asarray(x, dtype=float).tobytes()

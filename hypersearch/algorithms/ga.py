@@ -29,7 +29,7 @@ import numpy as np
 from deap import base, tools
 from pydantic import Field, model_validator
 
-from hypersearch.algorithms.base import Algorithm, Observation, register
+from hypersearch.algorithms.base import Algorithm, Observation, Suggestion, register
 from hypersearch.space import SearchSpace, StrictModel
 
 FAILED = 1e300  # a failed (or non-finite) trial's loss on every objective: worst, never NaN
@@ -110,54 +110,39 @@ class GeneticAlgorithm(Algorithm):
         )
         self._fitness = _fitness_class(n_objectives)
         self._history: list[_Individual] = []  # every told observation, in telling order
-        self._evaluated: set[bytes] = set()
-        self._outstanding: dict[bytes, int] = {}  # handed out (asked or pending), not yet told
+        self._evaluated: set[bytes] = set()  # configurations run (a GA never repeats one)
         self._generation = 0
         self._parents: list[_Individual] = []  # survivors of history[: generation * population]
-        self._rounds: list[np.ndarray] = []  # the current generation's offspring, round by round
+        self._rounds: list[list[np.ndarray]] = []  # this generation's offspring, by round
 
     # --- public interface -------------------------------------------------------------------
 
-    def ask(self, n: int) -> list[np.ndarray]:
+    def ask(self, n: int) -> list[Suggestion]:
         told_here = len(self._history) - self._generation * self.population_size
-        in_flight = sum(self._outstanding.values())
-        quota = min(n, self.population_size - told_here - in_flight)
-        points: list[np.ndarray] = []
+        quota = min(n, self.population_size - told_here - len(self.in_flight))
+        suggestions: list[Suggestion] = []
         if quota <= 0:
-            return points
-        taken = self._evaluated | set(self._outstanding)
+            return suggestions
+        taken = self._evaluated | {self._key(x) for x in self.in_flight.values()}
         for x in self._candidates():
             key = self._key(x)
             if key in taken:
                 continue
             taken.add(key)
-            points.append(x)
-            self._outstanding[key] = self._outstanding.get(key, 0) + 1
-            if len(points) == quota:
+            suggestions.append(self.issue(x))
+            if len(suggestions) == quota:
                 break
-        if not points and not self._outstanding:  # every configuration has been run: repeat one
+        if not suggestions and not self.in_flight:  # every configuration has been run: repeat
             rng = np.random.default_rng([self.seed, len(self._history)])
-            x = self._snap(rng.random(self.space.dim))
-            self._outstanding[self._key(x)] = 1
-            points.append(x)
-        return points
-
-    def pending(self, points: Sequence[np.ndarray]) -> None:
-        for x in points:
-            key = self._key(x)
-            self._outstanding[key] = self._outstanding.get(key, 0) + 1
+            suggestions.append(self.issue(self._snap(rng.random(self.space.dim))))
+        return suggestions
 
     def tell(self, observations: Sequence[Observation]) -> None:
-        for obs in observations:
-            key = self._key(obs.x)
-            if self._outstanding.get(key, 0) > 0:
-                self._outstanding[key] -= 1
-                if not self._outstanding[key]:
-                    del self._outstanding[key]
+        for obs, _ in self.arrivals(observations):  # foreign points take a place like any other
             individual = _Individual(np.clip(np.asarray(obs.x, dtype=float), 0.0, 1.0).tolist())
             individual.fitness = self._fitness(self._losses(obs))
             self._history.append(individual)
-            self._evaluated.add(key)
+            self._evaluated.add(self._key(obs.x))
         while len(self._history) >= (self._generation + 1) * self.population_size:
             self._advance()
 
@@ -248,7 +233,7 @@ class GeneticAlgorithm(Algorithm):
         return self.space.encode(self.space.decode(np.clip(x, 0.0, 1.0)))
 
     def _key(self, x: np.ndarray) -> bytes:
-        """Identity of a point up to decoding round-off (resumed runs re-encode configs)."""
+        """The configuration a point runs, up to decoding round-off (never run one twice)."""
         return np.round(self._snap(np.asarray(x, dtype=float)), 9).tobytes()
 
 

@@ -5,11 +5,13 @@ coefficients (w = 0.7298, c1 = c2 = 1.49618) in [0, 1]^d, with pyswarms' star (g
 ring (k nearest neighbours) topology, 'reflective' boundary handling and velocity clamping.
 
 Asynchronous PSO: a particle moves as soon as its own result is in, using the current
-neighbourhood best, so workers never wait for a whole sweep. The k-th result told drives
-particle ``k mod swarm_size`` (which adopts the evaluated point as its position) and the h-th
-point handed out is particle ``h mod swarm_size``'s position; every random draw comes from
-``np.random`` seeded by (seed, k). So the state is a function of the seed, the ordered history
-and the number of points in flight: a fresh instance told the history asks the same points.
+neighbourhood best, so workers never wait for a whole sweep. The suggestion of id ``k`` is
+particle ``k mod swarm_size``'s position, and the result of id ``k`` moves that particle
+(which adopts the evaluated point as its position), whatever order results arrive in. A
+particle is never out twice: ``ask`` stops at the first particle still in flight. Every random
+draw comes from ``np.random`` seeded by (seed, number of results told), so the state is a
+function of the seed and the ordered history: a fresh instance told the history (ids it never
+issued, which move the same particles) asks the same points.
 
 Noise: a particle's best value is the *mean* of the results it obtained within
 ``revisit_radius`` of its best position (re-evaluation by revisiting). A lucky draw is averaged
@@ -39,8 +41,8 @@ from unittest import mock
 import numpy as np
 from pydantic import Field, model_validator
 
-from hypersearch.algorithms.base import Algorithm, Observation, point_key, register
-from hypersearch.space import StrictModel, rule_error
+from hypersearch.algorithms.base import Algorithm, Observation, Suggestion, register
+from hypersearch.space import SearchSpace, StrictModel, rule_error
 
 RHO = 0.05  # augmentation of the Chebyshev scalarization (keeps weakly dominated points out)
 
@@ -103,7 +105,7 @@ class PSO(Algorithm):
     batch_friendly = True
     Options = PSOOptions
 
-    def __init__(self, space, n_objectives, *, seed, **options):  # type: ignore[no-untyped-def]
+    def __init__(self, space: SearchSpace, n_objectives: int, *, seed: int, **options: Any):
         super().__init__(space, n_objectives, seed=seed, **options)
         o = self.options
         d = space.dim
@@ -137,40 +139,28 @@ class PSO(Algorithm):
         self._weights = _weights(self.size, n_objectives, seed)
         self._ideal = np.full(n_objectives, np.inf)
         self._worst = np.full(n_objectives, -np.inf)
-        self._issued = 0  # points handed out (or taken by foreign results / pending points)
-        self._told = 0
-        self._asked: dict[bytes, int] = {}
+        self._told = 0  # results told: seeds the random draws of the next move
 
     # -- ask / tell ---------------------------------------------------------------------------
 
-    def ask(self, n: int) -> list[np.ndarray]:
-        """Up to ``n`` particles not in flight: at most ``swarm_size`` points are out at once."""
-        count = max(0, min(n, self._told + self.size - self._issued))
-        points = []
-        for h in range(self._issued, self._issued + count):
-            x = np.clip(self.swarm.position[h % self.size], 0.0, 1.0).copy()
-            self._asked[point_key(x)] = self._asked.get(point_key(x), 0) + 1
-            points.append(x)
-        self._issued += count
-        return points
+    def particle(self, id_: int) -> int:
+        """The particle that suggests (and is moved by the result of) id ``id_``."""
+        return id_ % self.size
 
-    def pending(self, points: Sequence[np.ndarray]) -> None:
-        for x in points:
-            self._asked[point_key(x)] = self._asked.get(point_key(x), 0) + 1
-        self._issued += len(points)
+    def ask(self, n: int) -> list[Suggestion]:
+        """Particles in id order, up to the first one still in flight."""
+        busy = {self.particle(id_) for id_ in self.in_flight}
+        suggestions: list[Suggestion] = []
+        while len(suggestions) < n and self.particle(self.next_id) not in busy:
+            i = self.particle(self.next_id)
+            busy.add(i)
+            suggestions.append(self.issue(np.clip(self.swarm.position[i], 0.0, 1.0).copy()))
+        return suggestions
 
     def tell(self, observations: Sequence[Observation]) -> None:
-        for obs in observations:
-            key = point_key(obs.x)
-            if self._asked.get(key, 0) > 0:
-                self._asked[key] -= 1
-                if not self._asked[key]:
-                    del self._asked[key]
-            else:  # a foreign point (resume, warm start): it takes a particle's turn
-                self._issued += 1
-            index = self._told
+        for obs, _ in self.arrivals(observations):  # a foreign id takes its particle's turn
+            self._update(self.particle(obs.id), self._told, obs)
             self._told += 1
-            self._update(index % self.size, index, obs)
 
     # -- the swarm ----------------------------------------------------------------------------
 

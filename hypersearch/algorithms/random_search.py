@@ -1,19 +1,20 @@
 """Random search: a scrambled Sobol sequence first (even coverage), then uniform draws.
 
-The baseline every other algorithm must beat. Its state is just how many points it has issued,
-so a fresh instance told ``k`` foreign observations continues where the original left off.
+The baseline every other algorithm must beat. The point of id ``k`` is the ``k``-th of the
+sequence, so a fresh instance told the history (ids it never issued) continues where the
+original left off, and ids taken by other trials (a lost worker's retry) skip a point.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import Field
 
-from hypersearch.algorithms.base import Algorithm, Observation, point_key, register
-from hypersearch.space import StrictModel
+from hypersearch.algorithms.base import Algorithm, Observation, Suggestion, register
+from hypersearch.space import SearchSpace, StrictModel
 
 
 class RandomOptions(StrictModel):
@@ -27,7 +28,7 @@ class RandomSearch(Algorithm):
     batch_friendly = True
     Options = RandomOptions
 
-    def __init__(self, space, n_objectives, *, seed, **options):  # type: ignore[no-untyped-def]
+    def __init__(self, space: SearchSpace, n_objectives: int, *, seed: int, **options: Any):
         super().__init__(space, n_objectives, seed=seed, **options)
         n_sobol = self.options.sobol_points
         from scipy.stats import qmc  # lazily: scipy.stats is slow to import
@@ -37,8 +38,6 @@ class RandomSearch(Algorithm):
             if n_sobol
             else np.empty((0, space.dim))
         )
-        self._issued = 0
-        self._asked: set[bytes] = set()
 
     def _point(self, index: int) -> np.ndarray:
         if index < len(self._sobol):
@@ -46,20 +45,9 @@ class RandomSearch(Algorithm):
         # Uniform draws keyed by index, so the sequence does not depend on batch sizes.
         return np.random.default_rng([self.seed, index]).random(self.space.dim)
 
-    def ask(self, n: int) -> list[np.ndarray]:
-        points = [self._point(self._issued + i) for i in range(n)]
-        self._issued += n
-        self._asked.update(point_key(p) for p in points)
-        return points
-
-    def pending(self, points: Sequence[np.ndarray]) -> None:
-        self._issued += len(points)
-        self._asked.update(point_key(p) for p in points)
+    def ask(self, n: int) -> list[Suggestion]:
+        return [self.issue(self._point(self.next_id)) for _ in range(n)]
 
     def tell(self, observations: Sequence[Observation]) -> None:
-        for obs in observations:
-            key = point_key(obs.x)
-            if key in self._asked:
-                self._asked.discard(key)
-            else:  # a foreign point (resume): it took one place in the sequence
-                self._issued += 1
+        for _ in self.arrivals(observations):  # nothing to learn: only the ids count
+            pass

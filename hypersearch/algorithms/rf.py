@@ -54,7 +54,7 @@ from scipy.special import ndtr
 if TYPE_CHECKING:
     from sklearn.ensemble import ExtraTreesRegressor
 
-from hypersearch.algorithms.base import Algorithm, Observation, point_key, register
+from hypersearch.algorithms.base import Algorithm, Observation, Suggestion, point_key, register
 from hypersearch.space import SearchSpace, StrictModel
 
 N_ESTIMATORS = 24  # enough trees for a usable variance; fit + predict stay in milliseconds
@@ -156,65 +156,31 @@ class RandomForest(Algorithm):
             self._sobol = np.empty((0, d))
         self._X: list[np.ndarray] = []  # told points, in told order
         self._losses: list[tuple[float, ...] | None] = []
-        self._flying: dict[bytes, list[np.ndarray]] = {}  # asked or pending, not yet told
-
-    # -- bookkeeping -------------------------------------------------------------------------
-
-    def _in_flight(self) -> list[np.ndarray]:
-        return [x for xs in self._flying.values() for x in xs]
-
-    def _fly(self, x: np.ndarray) -> None:
-        self._flying.setdefault(point_key(x), []).append(x)
-
-    def _land(self, x: np.ndarray) -> None:
-        """Take a told point out of flight (by identity, else by near equality)."""
-        key = point_key(x)
-        if key not in self._flying:
-            key = next(
-                (k for k, xs in self._flying.items() if np.allclose(xs[0], x, rtol=0, atol=1e-9)),
-                key,
-            )
-        xs = self._flying.get(key)
-        if xs:
-            xs.pop(0)
-            if not xs:
-                del self._flying[key]
-
-    def pending(self, points: Sequence[np.ndarray]) -> None:
-        for x in points:
-            self._fly(np.array(x, dtype=float))
 
     def tell(self, observations: Sequence[Observation]) -> None:
-        for obs in observations:
-            x = np.array(obs.x, dtype=float)
-            self._land(x)
+        for obs, _ in self.arrivals(observations):
             losses = obs.losses
             if losses is not None and not all(np.isfinite(v) for v in losses):
                 losses = None  # nan/inf: as good as a failure
-            self._X.append(x)
+            self._X.append(np.array(obs.x, dtype=float))
             self._losses.append(None if losses is None else tuple(float(v) for v in losses))
 
     # -- asking ------------------------------------------------------------------------------
 
-    def ask(self, n: int) -> list[np.ndarray]:
-        points = []
-        for _ in range(n):
-            x = self._next_point()
-            self._fly(x)
-            points.append(x)
-        return points
+    def ask(self, n: int) -> list[Suggestion]:
+        return [self.issue(self._next_point()) for _ in range(n)]
 
     def _snap(self, x: np.ndarray) -> np.ndarray:
         """The cube point of the configuration ``x`` decodes to: what gets run."""
         return np.asarray(self.space.encode(self.space.decode(np.clip(x, 0.0, 1.0))), dtype=float)
 
     def _next_point(self) -> np.ndarray:
-        flying = self._in_flight()
+        flying = list(self.in_flight.values())
         index = len(self._X) + len(flying)
         rng = np.random.default_rng([self.seed, len(self._X), len(flying)])
         if index < len(self._sobol):
             return self._snap(self._sobol[index])
-        taken = {point_key(x) for x in self._X} | set(self._flying)
+        taken = {point_key(x) for x in [*self._X, *flying]}
         n_ok = sum(losses is not None for losses in self._losses)
         if n_ok < 2 or rng.random() < self.options.random_fraction:
             return self._fresh(rng.random((64, self.space.dim)), taken, rng)

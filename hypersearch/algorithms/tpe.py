@@ -3,8 +3,10 @@
 An in-memory Optuna study holds the history on the *native* distributions (log floats, ints,
 categoricals), so TPE models them as Optuna does; we translate to and from the unit cube at the
 boundary. Multivariate TPE; parallel asks use Optuna's constant liar (trials in flight count as
-bad results, so a batch spreads out). The sampler is re-seeded from (seed, history size) at every
-ask, so a fresh instance told the same history proposes the same points (resume == no kill).
+bad results, so a batch spreads out). The study is rebuilt at every ask from the finished and
+in-flight trials in id order (TPE weighs trials by their order), and the sampler re-seeded from
+(seed, history size), so a fresh instance told the same trials, in whatever order they
+finished, proposes the same points (resume == no kill).
 
 Reference: Bergstra et al., "Algorithms for Hyper-Parameter Optimization", NeurIPS 2011;
 Falkner et al., BOHB (multivariate KDE), ICML 2018.
@@ -14,14 +16,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import optuna
 from pydantic import Field
 
-from hypersearch.algorithms.base import Algorithm, Observation, point_key, register
-from hypersearch.space import StrictModel
+from hypersearch.algorithms.base import Algorithm, Observation, Suggestion, register
+from hypersearch.space import SearchSpace, StrictModel
 
 
 class TPEOptions(StrictModel):
@@ -37,15 +39,26 @@ class TPE(Algorithm):
     description = "Optuna's TPE (multivariate, constant liar): the model-based baseline"
     Options = TPEOptions
 
-    def __init__(self, space, n_objectives, *, seed, **options):  # type: ignore[no-untyped-def]
+    def __init__(self, space: SearchSpace, n_objectives: int, *, seed: int, **options: Any):
         super().__init__(space, n_objectives, seed=seed, **options)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._distributions = space.distributions()
-        self._study = optuna.create_study(directions=["minimize"] * n_objectives)
-        self._pending: dict[bytes, list[int]] = {}  # point -> numbers of running trials
+        self._finished: dict[int, optuna.trial.FrozenTrial] = {}  # told trials by id
 
-    def _sampler(self) -> optuna.samplers.TPESampler:
-        history = len(self._study.get_trials(deepcopy=False))
+    def _study(self) -> optuna.Study:
+        """An in-memory study of every finished and in-flight trial, in id order."""
+        running = optuna.trial.TrialState.RUNNING
+        trials = self._finished | {
+            id_: optuna.trial.create_trial(
+                params=self.space.decode(x), distributions=self._distributions, state=running
+            )
+            for id_, x in self.in_flight.items()
+        }
+        study = optuna.create_study(directions=["minimize"] * self.n_objectives)
+        study.add_trials([trials[id_] for id_ in sorted(trials)])
+        return study
+
+    def _sampler(self, history: int) -> optuna.samplers.TPESampler:
         seed = int(np.random.SeedSequence([self.seed, history]).generate_state(1)[0])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -57,40 +70,25 @@ class TPE(Algorithm):
                 n_ei_candidates=self.options.n_ei_candidates,
             )
 
-    def ask(self, n: int) -> list[np.ndarray]:
-        points = []
+    def ask(self, n: int) -> list[Suggestion]:
+        if n <= 0:
+            return []
+        study = self._study()
+        suggestions = []
         for _ in range(n):
-            self._study.sampler = self._sampler()
+            study.sampler = self._sampler(len(study.get_trials(deepcopy=False)))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                trial = self._study.ask(self._distributions)
-            x = self.space.encode(trial.params)
-            self._pending.setdefault(point_key(x), []).append(trial.number)
-            points.append(x)
-        return points
-
-    def pending(self, points: Sequence[np.ndarray]) -> None:
-        for x in points:  # running trials in our study: counted in the history, and lied about
-            self._study.enqueue_trial(self.space.decode(x))
-            self._study.sampler = self._sampler()
-            trial = self._study.ask(self._distributions)
-            self._pending.setdefault(point_key(x), []).append(trial.number)
+                trial = study.ask(self._distributions)
+            suggestions.append(self.issue(self.space.encode(trial.params)))
+        return suggestions
 
     def tell(self, observations: Sequence[Observation]) -> None:
-        for obs in observations:
-            numbers = self._pending.get(point_key(obs.x))
-            state = optuna.trial.TrialState.FAIL if obs.failed else optuna.trial.TrialState.COMPLETE
-            values = None if obs.failed else list(obs.losses or ())
-            if numbers:
-                self._study.tell(numbers.pop(0), values, state=state)
-                if not numbers:
-                    del self._pending[point_key(obs.x)]
-            else:  # a point we never asked: add it as a finished trial
-                self._study.add_trial(
-                    optuna.trial.create_trial(
-                        params=self.space.decode(obs.x),
-                        distributions=self._distributions,
-                        values=values,
-                        state=state,
-                    )
-                )
+        for obs, _ in self.arrivals(observations):
+            failed = obs.failed or not all(np.isfinite(v) for v in obs.losses or ())
+            self._finished[obs.id] = optuna.trial.create_trial(
+                params=self.space.decode(obs.x),
+                distributions=self._distributions,
+                values=None if failed else list(obs.losses or ()),
+                state=optuna.trial.TrialState.FAIL if failed else optuna.trial.TrialState.COMPLETE,
+            )

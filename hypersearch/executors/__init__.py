@@ -31,7 +31,7 @@ def check_executor(kind: str, ray_address: str | None = None) -> None:
                 '--executor: ray is not installed (pip install "hypersearch[ray]")'
             ) from None
         if ray_address is not None:
-            from hypersearch.executors.ray import check_address
+            from hypersearch.executors.ray_cluster import check_address
 
             check_address(ray_address)
 

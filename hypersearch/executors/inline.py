@@ -12,7 +12,7 @@ from collections import deque
 from typing import Any
 
 from hypersearch.executors.base import Executor, TrialRequest, TrialResult, execute
-from hypersearch.objectives.base import build_objective
+from hypersearch.objectives import build_objective
 from hypersearch.processes import descendants, kill_all
 
 

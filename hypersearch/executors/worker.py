@@ -18,7 +18,7 @@ STARTED = "started"
 def serve(conn: Connection, device: str) -> None:
     from hypersearch.executors.base import execute
     from hypersearch.experiment import ObjectiveSpec
-    from hypersearch.objectives.base import build_objective
+    from hypersearch.objectives import build_objective
 
     try:
         spec = conn.recv()

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from hypersearch.errors import TrialFailure
+from hypersearch.trials import TrialRequest, TrialResult
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ def trial_seed(run_seed: int, number: int) -> int:
 
 
 class Objective(abc.ABC):
+    """Subclasses register under their experiment key with ``@register(kind)``."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+
     @abc.abstractmethod
     def evaluate(self, config: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]:
         """Score one config; raise (or :class:`TrialFailure`) to fail the trial."""
@@ -50,6 +56,14 @@ class Objective(abc.ABC):
 
     def check(self) -> None:  # noqa: B027  (optional hook)
         """Fail fast in the driver on a broken setup (e.g. an unimportable function)."""
+
+    def dispatch_policy(self, population: int) -> DispatchPolicy:
+        """How this objective's trials are dispatched; ``population`` > 1 only for objectives
+        that override ``evaluate_population``."""
+        return DispatchPolicy()
+
+
+ObjectiveT = TypeVar("ObjectiveT", bound=Objective)
 
 
 def as_metrics(value: Any, source: str) -> dict[str, float]:
@@ -85,23 +99,56 @@ def check_objectives(metrics: Mapping[str, float], objectives: Mapping[str, str]
         raise TrialFailure("non_finite", f"non-finite objective value: {shown}")
 
 
-def build_objective(spec: Any) -> Objective:
-    """The objective for an experiment's ``objective:`` block."""
-    kind = spec.kind
-    if kind == "synthetic":
-        from hypersearch.objectives.synthetic import SyntheticObjective
+_REGISTRY: dict[str, type[Objective]] = {}
 
-        return SyntheticObjective(spec.synthetic)
-    if kind == "python":
-        from hypersearch.objectives.python import PythonObjective
 
-        return PythonObjective(spec.python)
-    if kind == "command":
-        from hypersearch.objectives.command import CommandObjective
+def register(kind: str) -> Callable[[type[ObjectiveT]], type[ObjectiveT]]:
+    """Class decorator adding an objective under ``kind``, the experiment's ``objective:``
+    key; the class is built from that block (``cls(spec.<kind>)``). A kind is never taken
+    twice."""
 
-        return CommandObjective(spec.command)
-    if kind == "trainer":
-        from hypersearch.objectives.trainer import TrainerObjective
+    def add(cls: type[ObjectiveT]) -> type[ObjectiveT]:
+        taken = _REGISTRY.get(kind)
+        if taken is not None and taken is not cls:
+            raise ValueError(f"objective kind {kind!r} is already registered by {taken!r}")
+        _REGISTRY[kind] = cls
+        return cls
 
-        return TrainerObjective(spec.trainer)
-    raise ValueError(f"objective kind {kind!r} is not available")
+    return add
+
+
+def registered() -> dict[str, type[Objective]]:
+    """Registered objective classes by kind (``hypersearch.objectives`` registers the
+    built-in ones on import)."""
+    return dict(_REGISTRY)
+
+
+class DispatchPolicy:
+    """How an objective's trials are dispatched (``hypersearch.runner`` asks it): which trials
+    may be trained together as one population, whether a failed attempt is run again under the
+    same number (the trainer halves its batch after running out of memory), and whether a
+    failure is retried once as a new trial (a lost worker, by default).
+
+    The default runs every trial alone and retries only lost workers; the built-in trainer
+    provides its own (``objectives/trainer/policy.py``)."""
+
+    population = 1  # the most trials one slot trains together
+
+    def group_key(self, request: TrialRequest) -> Hashable:
+        """Trials with equal keys may share a slot as one population."""
+        return request.number
+
+    def run_again(self, request: TrialRequest, result: TrialResult) -> dict[str, Any] | None:
+        """Overrides to run this failed attempt again under the same number, or None."""
+        return None
+
+    def final(
+        self, request: TrialRequest, result: TrialResult, earlier: list[TrialRequest]
+    ) -> tuple[TrialResult, dict[str, Any]]:
+        """The result as recorded, and what the record adds, after ``earlier`` attempts were
+        run again."""
+        return result, {}
+
+    def retry_as_new_trial(self, result: TrialResult) -> bool:
+        """Run the trial's config once more under a new number (the original is superseded)."""
+        return result.reason == "worker_lost"

@@ -18,7 +18,7 @@ from typing import Any
 
 from hypersearch.database import trial_environment
 from hypersearch.errors import TrialFailure
-from hypersearch.objectives.base import Objective, TrialContext, as_metrics
+from hypersearch.objectives.base import Objective, TrialContext, as_metrics, register
 from hypersearch.processes import kill_group
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -29,10 +29,8 @@ def _text(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+@register("command")
 class CommandObjective(Objective):
-    def __init__(self, spec: Any) -> None:
-        self.spec = spec
-
     def argv(self, config: Mapping[str, Any], ctx: TrialContext) -> list[str]:
         values = {
             "trial": str(ctx.number),
@@ -74,8 +72,8 @@ class CommandObjective(Objective):
                 env=env,
                 process_group=0 if own_group else None,
             )
-        except OSError as err:
-            raise TrialFailure("exception", f"cannot start {argv[0]!r}: {err}") from None
+        except OSError as exc:
+            raise TrialFailure("exception", f"cannot start {argv[0]!r}: {exc}") from None
         try:
             out, err = proc.communicate(timeout=ctx.timeout)
         except BaseException as stop:  # timeout, or anything else that ends the trial early

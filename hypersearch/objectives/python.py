@@ -13,14 +13,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from hypersearch.errors import ExperimentError
-from hypersearch.objectives.base import Objective, TrialContext, as_metrics
+from hypersearch.objectives.base import Objective, TrialContext, as_metrics, register
 
 FIELD = "objective.python.function"
 
 
+@register("python")
 class PythonObjective(Objective):
     def __init__(self, spec: Any) -> None:
-        self.spec = spec
+        super().__init__(spec)
         self._fn: Callable[..., Any] | None = None
         self._wants_ctx = False
 

@@ -6,7 +6,11 @@ experiment, the function's standard domain is used (``x0 … x{d-1}``). Results 
 distance to the known optimum), except multi-objective ones, which return ``f1`` and ``f2``.
 
 Definitions and optima follow Surjanovic & Bingham, "Virtual Library of Simulation Experiments"
-(sfu.ca/~ssurjano), and Zitzler, Deb & Thiele (2000) for ZDT1.
+(sfu.ca/~ssurjano), and Zitzler, Deb & Thiele (2000) for ZDT1, except where the optimum would sit
+at the centre of the box or on a grid point (sphere, ackley, rosenbrock's all-ones, ZDT1's
+Pareto set on a face of the cube): those are shifted by ``offset``, a different irrational share
+of the domain per coordinate, so a method that samples the centre or a regular grid first gets
+no free win. Optimal values are unchanged.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from hypersearch.errors import ExperimentError
-from hypersearch.objectives.base import Objective, TrialContext
+from hypersearch.objectives.base import Objective, TrialContext, register
 
 
 def branin(x: np.ndarray) -> float:
@@ -51,12 +55,21 @@ def hartmann6(x: np.ndarray) -> float:
     return float(-np.sum(_H6_ALPHA * np.exp(-np.sum(_H6_A * (x - _H6_P) ** 2, axis=1))))
 
 
+def offset(d: int, low: float, high: float) -> np.ndarray:
+    """How far a shifted function's optimum moves per coordinate: 10-30% of the domain's
+    width, by the golden-ratio sequence (irrational: never a grid point, never the centre)."""
+    golden = (np.arange(1, d + 1) * 0.6180339887498949) % 1.0
+    return (high - low) * (0.1 + 0.2 * golden)
+
+
 def rosenbrock(x: np.ndarray) -> float:
+    x = x + offset(len(x), -5.0, 10.0)  # optimum at 1 - offset instead of all ones
     return float(np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2))
 
 
 def ackley(x: np.ndarray) -> float:
     d = len(x)
+    x = x - offset(d, -32.768, 32.768)  # optimum at offset instead of the centre
     return float(
         -20 * math.exp(-0.2 * math.sqrt(np.sum(x**2) / d))
         - math.exp(np.sum(np.cos(2 * math.pi * x)) / d)
@@ -66,12 +79,13 @@ def ackley(x: np.ndarray) -> float:
 
 
 def sphere(x: np.ndarray) -> float:
-    return float(np.sum(x**2))
+    return float(np.sum((x - offset(len(x), -5.12, 5.12)) ** 2))  # optimum off the centre
 
 
 def zdt1(x: np.ndarray) -> tuple[float, float]:
+    """ZDT1 with its Pareto set moved off the cube's face: ``x_i = offset_i`` for i >= 1."""
     f1 = float(x[0])
-    g = 1 + 9 * float(np.sum(x[1:])) / (len(x) - 1)
+    g = 1 + 9 * float(np.sum(np.abs(x[1:] - offset(len(x), 0.0, 1.0)[1:]))) / (len(x) - 1)
     return f1, g * (1 - math.sqrt(f1 / g))
 
 
@@ -143,9 +157,10 @@ def check_spec(spec: Any, n_params: int) -> None:
         )
 
 
+@register("synthetic")
 class SyntheticObjective(Objective):
     def __init__(self, spec: Any) -> None:
-        self.spec = spec
+        super().__init__(spec)
         self.function = _lookup(spec.function)
 
     def evaluate(self, config: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]:

@@ -10,20 +10,26 @@ from collections.abc import Mapping
 from typing import Any
 
 from hypersearch.errors import TrialFailure
-from hypersearch.objectives.base import Objective, TrialContext
+from hypersearch.objectives.base import DispatchPolicy, Objective, TrialContext, register
 
 
+@register("trainer")
 class TrainerObjective(Objective):
-    def __init__(self, spec: Any) -> None:
-        self.spec = spec
-
-    def settings(self, config: Mapping[str, Any], overrides: Mapping[str, Any] = ()) -> Any:
+    def settings(
+        self, config: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+    ) -> Any:
         """The trial's settings: the experiment's, overridden by same-named parameters, then by
         what the executor forces (a smaller batch after an out-of-memory error)."""
         from hypersearch.objectives.trainer.settings import TUNABLE
 
-        update = {k: v for k, v in config.items() if k in TUNABLE} | dict(overrides)
+        update = {k: v for k, v in config.items() if k in TUNABLE} | dict(overrides or {})
         return self.spec.model_copy(update=update)
+
+    def dispatch_policy(self, population: int) -> DispatchPolicy:
+        """Populations of compatible trials, and the out-of-memory batch ladder."""
+        from hypersearch.objectives.trainer.policy import TrainerPolicy
+
+        return TrainerPolicy(self.spec, self.settings, population)
 
     def evaluate(self, config: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]:
         from hypersearch.objectives.trainer.loop import train

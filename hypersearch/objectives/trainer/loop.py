@@ -12,6 +12,7 @@ import csv
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,55 +145,15 @@ def train(
     model = seeded_model(settings, data, seed).to(dev, dtype)
     x_train, y_train = data.x_train.to(dev, dtype), data.y_train.to(dev)
     x_valid, y_valid = data.x_valid.to(dev, dtype), data.y_valid.to(dev)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=settings.lr,
-        momentum=settings.momentum,
-        weight_decay=settings.weight_decay,
-        nesterov=settings.nesterov and settings.momentum > 0,
-    )
-    micro, accum = settings.batch_size, settings.grad_accum
-    steps_per_epoch = math.ceil(len(x_train) / (micro * accum))
-    scheduler = _scheduler(settings, optimizer, steps_per_epoch * settings.epochs)
-    autocast, scaler = _autocast(dev, settings.amp)
+    fit = _Fit.create(settings, model, len(x_train), dev, dtype)
     shuffle = torch.Generator(device="cpu").manual_seed(seed % 2**63)
 
     history: list[dict[str, float]] = []
     first_loss: float | None = None
     started = time.perf_counter()
     for epoch in range(settings.epochs):
-        model.train()
-        order = torch.randperm(len(x_train), generator=shuffle).to(dev)
-        # summed on the device: no per-step sync
-        loss_sum, seen = torch.zeros((), device=dev, dtype=_loss_dtype(dtype)), 0
-        for step in range(steps_per_epoch):
-            optimizer.zero_grad(set_to_none=True)
-            batch_indices = order[step * micro * accum : (step + 1) * micro * accum]
-            for chunk in batch_indices.split(micro):
-                with autocast:
-                    loss = nn.functional.cross_entropy(
-                        model(x_train[chunk]).to(_loss_dtype(dtype)), y_train[chunk]
-                    )
-                scaled = loss * (len(chunk) / len(batch_indices))
-                (scaler.scale(scaled) if scaler else scaled).backward()
-                loss_sum += loss.detach() * len(chunk)
-                seen += len(chunk)
-                if first_loss is None:
-                    first_loss = float(loss.detach())
-            if step % CHECK_EVERY == CHECK_EVERY - 1 and not torch.isfinite(loss_sum):
-                raise TrialFailure(
-                    "non_finite",
-                    f"loss became {float(loss_sum)} at epoch {epoch + 1}, step {step + 1}",
-                )
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-        train_loss = float(loss_sum) / seen
-        val_loss, val_accuracy = evaluate(model, x_valid, y_valid, autocast, dtype=dtype)
+        train_loss, first_loss = _train_epoch(fit, x_train, y_train, shuffle, epoch, first_loss)
+        val_loss, val_accuracy = evaluate(model, x_valid, y_valid, fit.autocast, dtype=dtype)
         history.append(
             {
                 "epoch": epoch + 1,
@@ -203,28 +164,153 @@ def train(
             }
         )
         _write_history(trial_dir, history)
-        assert first_loss is not None
-        if not math.isfinite(val_loss) or train_loss > settings.divergence_factor * first_loss:
+        why = divergence(settings, epoch, train_loss, val_loss, first_loss)
+        if why is not None:
+            raise TrialFailure("non_finite", why)
+
+    seconds = time.perf_counter() - started
+    peak_mb = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
+    n_params = float(sum(p.numel() for p in model.parameters()))
+    return trial_metrics(settings, data, history, seconds, n_params, peak_mb)
+
+
+@dataclass
+class _Fit:
+    """What every step of one run uses (model, SGD and its schedule, mixed precision, batch
+    layout), bundled so that an epoch can be trained by a function of its own."""
+
+    model: nn.Module
+    optimizer: torch.optim.SGD
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    autocast: Any
+    scaler: torch.amp.GradScaler | None
+    device: torch.device
+    loss_dtype: torch.dtype
+    micro: int
+    accum: int
+    steps_per_epoch: int
+
+    @classmethod
+    def create(
+        cls,
+        settings: TrainerSpec,
+        model: nn.Module,
+        n_train: int,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> _Fit:
+        """``torch.optim.SGD`` as the settings ask, with its schedule over every step of the run."""
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=settings.lr,
+            momentum=settings.momentum,
+            weight_decay=settings.weight_decay,
+            nesterov=settings.nesterov and settings.momentum > 0,
+        )
+        micro, accum = settings.batch_size, settings.grad_accum
+        steps_per_epoch = math.ceil(n_train / (micro * accum))
+        scheduler = _scheduler(settings, optimizer, steps_per_epoch * settings.epochs)
+        autocast, scaler = _autocast(device, settings.amp)
+        return cls(
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            autocast=autocast,
+            scaler=scaler,
+            device=device,
+            loss_dtype=_loss_dtype(dtype),
+            micro=micro,
+            accum=accum,
+            steps_per_epoch=steps_per_epoch,
+        )
+
+    def step(self) -> None:
+        """The optimizer's step (through the gradient scaler under fp16), then the schedule's."""
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+
+def _train_epoch(
+    fit: _Fit,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    shuffle: torch.Generator,
+    epoch: int,
+    first_loss: float | None,
+) -> tuple[float, float]:
+    """One pass over the training split in a fresh shuffled order; returns the mean training
+    loss and the run's first loss (taken on its very first micro-batch). The loss is summed on
+    the device and checked only every ``CHECK_EVERY`` steps, since each check waits for it."""
+    fit.model.train()
+    order = torch.randperm(len(x), generator=shuffle).to(fit.device)
+    rows = fit.micro * fit.accum
+    loss_sum, seen = torch.zeros((), device=fit.device, dtype=fit.loss_dtype), 0
+    for step in range(fit.steps_per_epoch):
+        fit.optimizer.zero_grad(set_to_none=True)
+        batch_indices = order[step * rows : (step + 1) * rows]
+        for chunk in batch_indices.split(fit.micro):
+            with fit.autocast:
+                loss = nn.functional.cross_entropy(fit.model(x[chunk]).to(fit.loss_dtype), y[chunk])
+            scaled = loss * (len(chunk) / len(batch_indices))
+            (fit.scaler.scale(scaled) if fit.scaler else scaled).backward()
+            loss_sum += loss.detach() * len(chunk)
+            seen += len(chunk)
+            if first_loss is None:
+                first_loss = float(loss.detach())
+        if step % CHECK_EVERY == CHECK_EVERY - 1 and not torch.isfinite(loss_sum):
             raise TrialFailure(
                 "non_finite",
-                f"training diverged at epoch {epoch + 1} "
-                f"(train_loss {train_loss:.4g}, first step "
-                f"{first_loss:.4g}, val_loss {val_loss:.4g})",
+                f"loss became {float(loss_sum)} at epoch {epoch + 1}, step {step + 1}",
             )
+        fit.step()
+    assert first_loss is not None
+    return float(loss_sum) / seen, first_loss
 
+
+def divergence(
+    settings: TrainerSpec, epoch: int, train_loss: float, val_loss: float, first_loss: float
+) -> str | None:
+    """Why a run counts as diverged after ``epoch`` (0-based), or None: a non-finite validation
+    loss, or a training loss above ``divergence_factor`` times the first step's. Shared by
+    ``train()`` and the population trainer, so both fail a trial for the same reason."""
+    if not math.isfinite(val_loss) or train_loss > settings.divergence_factor * first_loss:
+        return (
+            f"training diverged at epoch {epoch + 1} "
+            f"(train_loss {train_loss:.4g}, first step "
+            f"{first_loss:.4g}, val_loss {val_loss:.4g})"
+        )
+    return None
+
+
+def trial_metrics(
+    settings: TrainerSpec,
+    data: Dataset,
+    history: list[dict[str, float]],
+    seconds: float,
+    n_params: float,
+    peak_memory_mb: float | None,
+) -> dict[str, float]:
+    """A finished trial's metrics from its per-epoch history: the same keys in the same order
+    whether it trained alone or in a population."""
+    last = history[-1]
     metrics = {
-        "val_loss": val_loss,
-        "val_accuracy": val_accuracy,
-        "train_loss": train_loss,
-        "train_seconds": time.perf_counter() - started,
+        "val_loss": last["val_loss"],
+        "val_accuracy": last["val_accuracy"],
+        "train_loss": last["train_loss"],
+        "train_seconds": seconds,
         "train_flops": training_flops(settings, data, len(history)),
         "epochs_run": float(len(history)),
-        "n_params": float(sum(p.numel() for p in model.parameters())),
-        "used_batch_size": float(micro),
-        "used_grad_accum": float(accum),
+        "n_params": n_params,
+        "used_batch_size": float(settings.batch_size),
+        "used_grad_accum": float(settings.grad_accum),
     }
-    if dev.type == "cuda":
-        metrics["peak_memory_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    if peak_memory_mb is not None:
+        metrics["peak_memory_mb"] = peak_memory_mb
     return metrics
 
 

@@ -5,14 +5,8 @@ Members share every setting except ``PER_MEMBER`` (``lr``, ``weight_decay``, ``m
 what ``train(members[i], data, seed=seeds[i])`` computes, only alongside the others:
 
 * Model: every member's network is built exactly as ``train()`` builds it (``manual_seed(seed)``
-  then ``build_model``), and its weights are copied into stacked tensors, so each member starts
-  from its single trial's very weights. Linear layers become batched matmuls (weights
-  ``(k, in, out)``); convolutions become one grouped convolution over the members' channels
-  (input ``(B, k*C, H, W)``, ``groups=k``), and a BatchNorm over those ``k*C`` channels is exactly
-  per-member BatchNorm (statistics are per channel). ReLU, pooling and dropout work per element
-  or per channel, so they need no change; dropout masks are drawn for the whole population, so
-  with ``dropout > 0`` members do not reproduce their single trials (the statistics are the same).
-  mlp, cnn and resnet are supported.
+  then ``build_model``) and stacked into one module (``stacked.py``: batched matmuls, grouped
+  convolutions, per-member BatchNorm), so each member starts from its single trial's very weights.
 * Data: each member has its own data stream: its own shuffle generator seeded like ``train()``'s
   and its own ``randperm`` per epoch, so member ``i`` sees the very mini-batches of its single
   trial. Shared mini-batches would be a little cheaper (no gather of ``k*B`` rows per step) but
@@ -21,12 +15,13 @@ what ``train(members[i], data, seed=seeds[i])`` computes, only alongside the oth
   gather is cheap: 16 x 64 digits rows take ~15 µs on one CPU core, under 1% of an mlp step.
 * Loss: the sum over members of each member's mean cross-entropy, so each member's gradient is its
   single-trial gradient (no member's loss scales another's).
-* Optimizer: a vectorized ``torch.optim.SGD`` step (weight decay added to the gradient, momentum
-  buffer started at the first gradient, dampening 0, Nesterov when set and momentum > 0) with
-  per-member ``lr``, ``weight_decay`` and ``momentum``. All members' parameters live in one flat
-  tensor, so a step is a dozen elementwise kernels whatever the depth. Each member's learning rate
-  at each step is read from a real torch scheduler (``loop._scheduler``) on a dummy optimizer, so
-  constant, cosine and one-cycle schedules give exactly the single trainer's values.
+* Optimizer (``stacked_optim.py``): a vectorized ``torch.optim.SGD`` step (weight decay added to
+  the gradient, momentum buffer started at the first gradient, dampening 0, Nesterov when set and
+  momentum > 0) with per-member ``lr``, ``weight_decay`` and ``momentum``. All members' parameters
+  live in one flat tensor, so a step is a dozen elementwise kernels whatever the depth. Each
+  member's learning rate at each step is read from a real torch scheduler (``loop._scheduler``) on
+  a dummy optimizer, so constant, cosine and one-cycle schedules give exactly the single trainer's
+  values.
 * Divergence: checked as ``train()`` checks it (the running loss every ``CHECK_EVERY`` steps; at
   each epoch's end ``train_loss > divergence_factor * first_loss`` or a non-finite ``val_loss``).
   A member that fails gets ``TrialFailure("non_finite")`` with ``train()``'s message; its slice is
@@ -71,12 +66,14 @@ from hypersearch.objectives.trainer.loop import (
     _loss_dtype,
     _scheduler,
     _write_history,
+    divergence,
     prepare_device,
     seeded_model,
-    training_flops,
+    trial_metrics,
 )
-from hypersearch.objectives.trainer.models import BasicBlock
 from hypersearch.objectives.trainer.settings import PER_MEMBER, TrainerSpec, population_key
+from hypersearch.objectives.trainer.stacked import ParameterStore, StackedBatchNorm, StackedModel
+from hypersearch.objectives.trainer.stacked_optim import MemberScaler, StackedSGD
 
 __all__ = ["PER_MEMBER", "population_key", "train_population"]
 
@@ -84,6 +81,8 @@ __all__ = ["PER_MEMBER", "population_key", "train_population"]
 # EVAL_BATCH // k, so the evaluation's float32 sums do not depend on the population's size;
 # k * 256 rows without saved activations take about what a training step takes.
 EVAL_ROWS = EVAL_BATCH // 4
+
+Outcome = dict[str, float] | TrialFailure
 
 
 def train_population(
@@ -94,13 +93,26 @@ def train_population(
     device: str,
     trial_dirs: list[Path | None] | None = None,
     dtype: torch.dtype = torch.float32,
-) -> list[dict[str, float] | TrialFailure]:
+) -> list[Outcome]:
     """Train ``members`` together; per member, ``train()``'s metrics or its ``TrialFailure``.
 
     Raises ``ValueError`` when the members do not share ``population_key`` (or the lists differ
     in length), and torch's out-of-memory error like ``train()`` (simulated above
     ``HYPERSEARCH_SIMULATE_OOM_ABOVE_BATCH`` for the population's total batch, members × batch).
     """
+    _check_members(members, seeds, trial_dirs)
+    run = _Run(members, data, seeds, device, trial_dirs, dtype)
+    for epoch in range(members[0].epochs):
+        losses = run.train_epoch(epoch)
+        if losses is None or not run.end_epoch(epoch, *losses):
+            break  # every member has failed
+    return run.outcomes(data)
+
+
+def _check_members(
+    members: list[TrainerSpec], seeds: list[int], trial_dirs: list[Path | None] | None
+) -> None:
+    """Refuse members that cannot share one stacked model, before any work is done."""
     k = len(members)
     if k == 0:
         raise ValueError("a population needs at least one member")
@@ -111,95 +123,117 @@ def train_population(
         if population_key(member) != key:
             differ = sorted(n for n, v in dict(population_key(member)).items() if dict(key)[n] != v)
             raise ValueError(f"member {i} differs from member 0 in {', '.join(differ)}")
-    settings = members[0]
-    dirs = list(trial_dirs) if trial_dirs is not None else [None] * k
 
-    dev = prepare_device(settings, device, k)
 
-    singles = [seeded_model(settings, data, seed) for seed in seeds]  # train()'s very weights
-    n_params = float(sum(p.numel() for p in singles[0].parameters()))
-    conv = settings.model != "mlp"
-    store = _Store(k)
-    model = _Population(singles, store, conv)
-    store.finish(dev, dtype)
-    model.to(dev, dtype)  # the buffers (BatchNorm running statistics); parameters are in store
-    del singles
+class _Run:
+    """One population's training state: the stacked model and its optimizer, every member's data
+    stream, and per member its history and outcome (``None`` while it trains). An object, so the
+    phases of an epoch (steps, checks, evaluation) can each be a short method over shared state."""
 
-    x_train, y_train = data.x_train.to(dev, dtype), data.y_train.to(dev)
-    x_valid, y_valid = data.x_valid.to(dev, dtype), data.y_valid.to(dev)
-    micro, accum = settings.batch_size, settings.grad_accum
-    steps_per_epoch = math.ceil(len(x_train) / (micro * accum))
-    total_steps = steps_per_epoch * settings.epochs
-    rates = _Rates(members, total_steps)
-    optimizer = _SGD(store, members)
-    autocast, torch_scaler = _autocast(dev, settings.amp)
-    scaler = _Scaler(k, torch_scaler, dev) if torch_scaler is not None else None
-    shuffles = [torch.Generator(device="cpu").manual_seed(seed % 2**63) for seed in seeds]
-    loss_dtype = _loss_dtype(dtype)
+    def __init__(
+        self,
+        members: list[TrainerSpec],
+        data: Dataset,
+        seeds: list[int],
+        device: str,
+        trial_dirs: list[Path | None] | None,
+        dtype: torch.dtype,
+    ) -> None:
+        self.settings = settings = members[0]
+        self.k = k = len(members)
+        self.dtype = dtype
+        self.dirs = list(trial_dirs) if trial_dirs is not None else [None] * k
+        self.dev = dev = prepare_device(settings, device, k)
+        self.conv = settings.model != "mlp"
+        self.model, self.store, self.n_params = _stacked_model(settings, data, seeds, self.conv)
+        self.store.finish(dev, dtype)
+        self.model.to(dev, dtype)  # the buffers (BatchNorm running statistics); parameters: store
+        self.x_train, self.y_train = data.x_train.to(dev, dtype), data.y_train.to(dev)
+        self.x_valid, self.y_valid = data.x_valid.to(dev, dtype), data.y_valid.to(dev)
+        self.micro, self.accum = settings.batch_size, settings.grad_accum
+        self.steps_per_epoch = math.ceil(len(self.x_train) / (self.micro * self.accum))
+        self.rates = _Rates(members, self.steps_per_epoch * settings.epochs)
+        self.optimizer = StackedSGD(self.store, members)
+        self.autocast, torch_scaler = _autocast(dev, settings.amp)
+        self.scaler = MemberScaler(k, torch_scaler, dev) if torch_scaler is not None else None
+        self.shuffles = [torch.Generator(device="cpu").manual_seed(s % 2**63) for s in seeds]
+        self.loss_dtype = _loss_dtype(dtype)
+        self.results: list[Outcome | None] = [None] * k
+        self.alive = torch.ones(k, dtype=torch.bool, device=dev)
+        self.histories: list[list[dict[str, float]]] = [[] for _ in range(k)]
+        self.first_loss: list[float] | None = None
+        self.first_loss_t: torch.Tensor | None = None
+        self.started = time.perf_counter()
 
-    results: list[dict[str, float] | TrialFailure | None] = [None] * k
-    alive = torch.ones(k, dtype=torch.bool, device=dev)
-    histories: list[list[dict[str, float]]] = [[] for _ in range(k)]
-    first_loss: list[float] | None = None
-    first_loss_t: torch.Tensor | None = None
+    def train_epoch(self, epoch: int) -> tuple[torch.Tensor, int] | None:
+        """One pass over each member's own shuffled data; returns the summed losses (k,) and the
+        rows each member saw, or None once every member has failed."""
+        self.model.train()
+        n = len(self.x_train)
+        orders = torch.stack([torch.randperm(n, generator=g) for g in self.shuffles]).to(self.dev)
+        epoch_rates = self.rates.take(self.steps_per_epoch).to(self.dev, self.dtype)  # (steps, k)
+        loss_sum, seen = torch.zeros(self.k, device=self.dev, dtype=self.loss_dtype), 0
+        rows = self.micro * self.accum
+        for step in range(self.steps_per_epoch):
+            self.store.flat.grad = None
+            batch = orders[:, step * rows : (step + 1) * rows]
+            self._backward(batch, loss_sum)
+            seen += batch.shape[1]
+            if step % CHECK_EVERY == CHECK_EVERY - 1 and not self._check(loss_sum, epoch, step):
+                return None
+            self._step(epoch_rates[step])
+        return (loss_sum, seen) if _alive(self.results) else None
 
-    def fail(i: int, message: str) -> None:
-        results[i] = TrialFailure("non_finite", message)
-        alive[i] = False
-        with torch.no_grad():  # finite values from now on: nothing can turn NaN in a kernel
-            store.flat[i] = 0
-            optimizer.buffer[i] = 0
-            for module in model.modules():
-                if isinstance(module, _BatchNorm):
-                    module.reset_member(i)
+    def _check(self, loss_sum: torch.Tensor, epoch: int, step: int) -> bool:
+        """Fail the members whose running loss is no longer finite (one sync, like ``train()``'s
+        check, hence only every ``CHECK_EVERY`` steps); returns whether any member is left."""
+        running = loss_sum.tolist()
+        for i in _alive(self.results):
+            if not math.isfinite(running[i]):
+                self.fail(i, f"loss became {running[i]} at epoch {epoch + 1}, step {step + 1}")
+        return bool(_alive(self.results))
 
-    started = time.perf_counter()
-    for epoch in range(settings.epochs):
-        model.train()
-        orders = torch.stack([torch.randperm(len(x_train), generator=g) for g in shuffles]).to(dev)
-        epoch_rates = rates.take(steps_per_epoch).to(dev, dtype)  # (steps, k)
-        loss_sum, seen = torch.zeros(k, device=dev, dtype=loss_dtype), 0
-        for step in range(steps_per_epoch):
-            store.flat.grad = None
-            batch = orders[:, step * micro * accum : (step + 1) * micro * accum]
-            for chunk in batch.split(micro, dim=1):
-                with autocast:
-                    logits = model(_gather(x_train, chunk, conv))
-                losses = F.cross_entropy(
-                    logits.to(loss_dtype).flatten(0, 1), y_train[chunk].flatten(), reduction="none"
-                )
-                loss = losses.view(k, -1).mean(1)  # each member's mean, as train() takes it
-                scaled = loss * (chunk.shape[1] / batch.shape[1])
-                (scaler.scale(scaled) if scaler else scaled).sum().backward()
-                loss_sum += loss.detach() * chunk.shape[1]
-                seen += chunk.shape[1]
-                if first_loss_t is None:
-                    first_loss_t = loss.detach().clone()
-            if step % CHECK_EVERY == CHECK_EVERY - 1:
-                running = loss_sum.tolist()  # one sync, like train()'s check
-                for i in _alive(results):
-                    if not math.isfinite(running[i]):
-                        fail(i, f"loss became {running[i]} at epoch {epoch + 1}, step {step + 1}")
-                if not _alive(results):
-                    break
-            if scaler is not None:
-                found_inf = scaler.unscale(store.flat.grad)
-                stepping: torch.Tensor | None = alive & ~found_inf
-                optimizer.step(epoch_rates[step], stepping)
-                scaler.update(found_inf)
-            else:  # the masks cost a few kernels: skipped while every member is alive
-                stepping = None if len(_alive(results)) == k else alive
-                optimizer.step(epoch_rates[step], stepping)
-        if not _alive(results):
-            break
-        assert first_loss_t is not None
-        if first_loss is None:
-            first_loss = first_loss_t.tolist()
+    def _backward(self, batch: torch.Tensor, loss_sum: torch.Tensor) -> None:
+        """Gradients of one step's rows, (k, rows) indices, in micro-batches (gradient
+        accumulation); adds each member's summed loss to ``loss_sum`` without a sync."""
+        for chunk in batch.split(self.micro, dim=1):
+            with self.autocast:
+                logits = self.model(_gather(self.x_train, chunk, self.conv))
+            losses = F.cross_entropy(
+                logits.to(self.loss_dtype).flatten(0, 1),
+                self.y_train[chunk].flatten(),
+                reduction="none",
+            )
+            loss = losses.view(self.k, -1).mean(1)  # each member's mean, as train() takes it
+            scaled = loss * (chunk.shape[1] / batch.shape[1])
+            (self.scaler.scale(scaled) if self.scaler else scaled).sum().backward()
+            loss_sum += loss.detach() * chunk.shape[1]
+            if self.first_loss_t is None:
+                self.first_loss_t = loss.detach().clone()
+
+    def _step(self, rates: torch.Tensor) -> None:
+        """One SGD step for the members still training (under fp16, those without overflow)."""
+        if self.scaler is not None:
+            found_inf = self.scaler.unscale(self.store.flat.grad)
+            self.optimizer.step(rates, self.alive & ~found_inf)
+            self.scaler.update(found_inf)
+        else:  # the masks cost a few kernels: skipped while every member is alive
+            everyone = len(_alive(self.results)) == self.k
+            self.optimizer.step(rates, None if everyone else self.alive)
+
+    def end_epoch(self, epoch: int, loss_sum: torch.Tensor, seen: int) -> bool:
+        """Evaluate, record each living member's epoch and fail those that diverged, as
+        ``train()`` does; returns whether any member is still training."""
+        assert self.first_loss_t is not None
+        if self.first_loss is None:
+            self.first_loss = self.first_loss_t.tolist()
         train_losses = [total / seen for total in loss_sum.tolist()]
-        val_losses, val_accuracies = _evaluate(model, x_valid, y_valid, autocast, k, conv, dtype)
-        seconds = (time.perf_counter() - started) / k
-        for i in _alive(results):
-            histories[i].append(
+        val_losses, val_accuracies = _evaluate(
+            self.model, self.x_valid, self.y_valid, self.autocast, self.k, self.conv, self.dtype
+        )
+        seconds = (time.perf_counter() - self.started) / self.k
+        for i in _alive(self.results):
+            self.histories[i].append(
                 {
                     "epoch": epoch + 1,
                     "train_loss": train_losses[i],
@@ -208,40 +242,48 @@ def train_population(
                     "seconds": seconds,
                 }
             )
-            _write_history(dirs[i], histories[i])
-            if (
-                not math.isfinite(val_losses[i])
-                or train_losses[i] > settings.divergence_factor * first_loss[i]
-            ):
-                fail(
-                    i,
-                    f"training diverged at epoch {epoch + 1} "
-                    f"(train_loss {train_losses[i]:.4g}, first step "
-                    f"{first_loss[i]:.4g}, val_loss {val_losses[i]:.4g})",
-                )
-        if not _alive(results):
-            break
+            _write_history(self.dirs[i], self.histories[i])
+            first = self.first_loss[i]
+            why = divergence(self.settings, epoch, train_losses[i], val_losses[i], first)
+            if why is not None:
+                self.fail(i, why)
+        return bool(_alive(self.results))
 
-    seconds = (time.perf_counter() - started) / k
-    peak_mb = torch.cuda.max_memory_allocated(dev) / 2**20 / k if dev.type == "cuda" else None
-    for i in _alive(results):
-        last = histories[i][-1]
-        metrics = {
-            "val_loss": last["val_loss"],
-            "val_accuracy": last["val_accuracy"],
-            "train_loss": last["train_loss"],
-            "train_seconds": seconds,
-            "train_flops": training_flops(settings, data, len(histories[i])),
-            "epochs_run": float(len(histories[i])),
-            "n_params": n_params,
-            "used_batch_size": float(micro),
-            "used_grad_accum": float(accum),
-        }
-        if peak_mb is not None:
-            metrics["peak_memory_mb"] = peak_mb
-        results[i] = metrics
-    assert all(r is not None for r in results)
-    return results  # type: ignore[return-value]
+    def fail(self, i: int, message: str) -> None:
+        """Member ``i`` fails alone: its slice is zeroed and masked out of every later update."""
+        self.results[i] = TrialFailure("non_finite", message)
+        self.alive[i] = False
+        with torch.no_grad():  # finite values from now on: nothing can turn NaN in a kernel
+            self.store.flat[i] = 0
+            self.optimizer.buffer[i] = 0
+            for module in self.model.modules():
+                if isinstance(module, StackedBatchNorm):
+                    module.reset_member(i)
+
+    def outcomes(self, data: Dataset) -> list[Outcome]:
+        """Each member's failure, or its metrics with its share of the population's time and
+        peak memory (members run at once, so no member's own can be measured)."""
+        seconds = (time.perf_counter() - self.started) / self.k
+        peak_mb = None
+        if self.dev.type == "cuda":
+            peak_mb = torch.cuda.max_memory_allocated(self.dev) / 2**20 / self.k
+        return [
+            trial_metrics(self.settings, data, history, seconds, self.n_params, peak_mb)
+            if result is None
+            else result
+            for result, history in zip(self.results, self.histories, strict=True)
+        ]
+
+
+def _stacked_model(
+    settings: TrainerSpec, data: Dataset, seeds: list[int], conv: bool
+) -> tuple[StackedModel, ParameterStore, float]:
+    """The members' networks, each built as ``train()`` builds it, stacked; with one member's
+    parameter count. The single networks are dropped once their weights are copied."""
+    singles = [seeded_model(settings, data, seed) for seed in seeds]  # train()'s very weights
+    n_params = float(sum(p.numel() for p in singles[0].parameters()))
+    store = ParameterStore(len(seeds))
+    return StackedModel(singles, store, conv), store, n_params
 
 
 def _alive(results: list[Any]) -> list[int]:
@@ -282,178 +324,6 @@ def _evaluate(
     return [v / len(x) for v in loss_sum.tolist()], [c / len(x) for c in correct.tolist()]
 
 
-class _Store:
-    """Every member's parameters in one (k, P) leaf tensor, row i holding member i's.
-
-    One tensor makes the optimizer step a dozen kernels whatever the depth, with per-member
-    settings as (k, 1) columns. Each forward splits it into per-layer views (one autograd node,
-    so backward writes one (k, P) gradient).
-    """
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-        self.shapes: list[tuple[int, ...]] = []  # per slot: one member's shape
-        self._pending: list[torch.Tensor] = []
-        self.flat = torch.empty(0)
-        self._parts: list[torch.Tensor] = []
-
-    def add(self, tensors: list[torch.Tensor]) -> int:
-        """Register one parameter (a tensor per member); returns its slot."""
-        self._pending.append(torch.stack([t.detach() for t in tensors]).reshape(self.k, -1))
-        self.shapes.append(tuple(tensors[0].shape))
-        return len(self.shapes) - 1
-
-    def finish(self, device: torch.device, dtype: torch.dtype) -> None:
-        self.flat = torch.cat(self._pending, 1).to(device, dtype).requires_grad_()
-        self._pending = []
-
-    def split(self) -> None:
-        """Views of this forward pass (call once per forward)."""
-        sizes = [math.prod(shape) for shape in self.shapes]
-        self._parts = [
-            part.view(self.k, *shape)
-            for part, shape in zip(self.flat.split(sizes, dim=1), self.shapes, strict=True)
-        ]
-
-    def __getitem__(self, slot: int) -> torch.Tensor:
-        """Slot's parameter for all members: (k, *shape)."""
-        return self._parts[slot]
-
-
-class _Linear(nn.Module):
-    """k linear layers as one batched matmul: (k, B, in) -> (k, B, out)."""
-
-    def __init__(self, layers: list[nn.Linear], store: _Store) -> None:
-        super().__init__()
-        self.store = store
-        self.weight_slot = store.add([layer.weight.t() for layer in layers])  # (in, out)
-        self.bias_slot = (
-            None if layers[0].bias is None else store.add([m.bias[None] for m in layers])
-        )  # (1, out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.bias_slot is None:
-            return torch.bmm(x, self.store[self.weight_slot])
-        return torch.baddbmm(self.store[self.bias_slot], x, self.store[self.weight_slot])
-
-
-class _Conv(nn.Module):
-    """k convolutions as one grouped convolution over the members' channels."""
-
-    def __init__(self, convs: list[nn.Conv2d], store: _Store) -> None:
-        super().__init__()
-        first = convs[0]
-        if first.padding_mode != "zeros":
-            raise ValueError(f"population training cannot stack padding_mode={first.padding_mode}")
-        self.store = store
-        self.stride, self.padding, self.dilation = first.stride, first.padding, first.dilation
-        self.groups = first.groups * len(convs)
-        self.weight_slot = store.add([conv.weight for conv in convs])
-        self.bias_slot = None if first.bias is None else store.add([conv.bias for conv in convs])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.store[self.weight_slot].flatten(0, 1)
-        bias = None if self.bias_slot is None else self.store[self.bias_slot].flatten()
-        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
-
-
-class _BatchNorm(nn.Module):
-    """k BatchNorms as one over k*C channels: statistics are per channel, so per member."""
-
-    def __init__(self, norms: list[nn.BatchNorm2d], store: _Store) -> None:
-        super().__init__()
-        first = norms[0]
-        if not (first.affine and first.track_running_stats and first.momentum is not None):
-            raise ValueError("population training needs affine BatchNorm with running stats")
-        self.store, self.eps, self.momentum = store, first.eps, first.momentum
-        self.weight_slot = store.add([norm.weight for norm in norms])
-        self.bias_slot = store.add([norm.bias for norm in norms])
-        self.register_buffer("running_mean", torch.stack([n.running_mean for n in norms]))
-        self.register_buffer("running_var", torch.stack([n.running_var for n in norms]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.batch_norm(
-            x,
-            self.running_mean.view(-1),  # views: batch_norm updates the buffers in place
-            self.running_var.view(-1),
-            self.store[self.weight_slot].flatten(),
-            self.store[self.bias_slot].flatten(),
-            self.training,
-            self.momentum,
-            self.eps,
-        )
-
-    def reset_member(self, i: int) -> None:
-        self.running_mean[i] = 0
-        self.running_var[i] = 1
-
-
-class _Flatten(nn.Module):
-    """``nn.Flatten`` to the members' (k, B, features) layout."""
-
-    def __init__(self, k: int, conv: bool) -> None:
-        super().__init__()
-        self.k, self.conv = k, conv
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.conv:  # (B, k*C, H, W) -> (k, B, C*H*W)
-            return x.reshape(x.shape[0], self.k, -1).transpose(0, 1)
-        return x.flatten(2)  # (k, B, ...) -> (k, B, features)
-
-
-class _Block(nn.Module):
-    """k ``BasicBlock`` s: relu(body(x) + shortcut(x)), each part stacked."""
-
-    def __init__(self, blocks: list[BasicBlock], store: _Store, conv: bool) -> None:
-        super().__init__()
-        self.body = _stack([block.body for block in blocks], store, conv)
-        self.shortcut = _stack([block.shortcut for block in blocks], store, conv)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.body(x) + self.shortcut(x))
-
-
-# Modules without parameters that act per element or per channel: shared as they are.
-_PER_CHANNEL = (nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.Identity)
-
-
-def _stack(modules: list[nn.Module], store: _Store, conv: bool) -> nn.Module:
-    """One module computing ``modules`` (the members' equal-shaped layers) side by side."""
-    first = modules[0]
-    if type(first) is nn.Sequential:
-        return nn.Sequential(
-            *(_stack([m[j] for m in modules], store, conv) for j in range(len(first)))
-        )
-    if type(first) is BasicBlock:
-        return _Block(modules, store, conv)  # type: ignore[arg-type]
-    if type(first) is nn.Linear:
-        return _Linear(modules, store)  # type: ignore[arg-type]
-    if type(first) is nn.Conv2d:
-        return _Conv(modules, store)  # type: ignore[arg-type]
-    if type(first) is nn.BatchNorm2d:
-        return _BatchNorm(modules, store)  # type: ignore[arg-type]
-    if type(first) is nn.Flatten and (first.start_dim, first.end_dim) == (1, -1):
-        return _Flatten(len(modules), conv)
-    if type(first) in _PER_CHANNEL:
-        return first
-    raise ValueError(
-        f"population training supports mlp, cnn and resnet (cannot stack {type(first).__name__})"
-    )
-
-
-class _Population(nn.Module):
-    """The stacked model: per-member inputs in, (k, B, n_classes) logits out."""
-
-    def __init__(self, singles: list[nn.Module], store: _Store, conv: bool) -> None:
-        super().__init__()
-        self.store = store
-        self.body = _stack(singles, store, conv)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.store.split()
-        return self.body(x)
-
-
 class _Rates:
     """Each member's learning rate step by step, read from a real torch scheduler per member
     (``loop._scheduler`` on a dummy optimizer), so they are the single trainer's exactly."""
@@ -477,81 +347,3 @@ class _Rates:
                 if scheduler is not None:
                     scheduler.step()
         return torch.tensor(rows, dtype=torch.float64)
-
-
-class _SGD:
-    """``torch.optim.SGD``'s update for every member at once, settings as (k, 1) columns.
-
-    The momentum buffer starts at zero rather than at the first gradient: ``0 * m + d`` is
-    exactly ``d``, so the first step is SGD's bit for bit. ``mask`` (k,) leaves members out of
-    a step (failed ones, or an fp16 overflow); ``torch.where`` keeps their NaN out of arithmetic.
-    """
-
-    def __init__(self, store: _Store, members: list[TrainerSpec]) -> None:
-        self.flat = store.flat
-
-        def column(values: list[float]) -> torch.Tensor:
-            return torch.tensor(values, dtype=self.flat.dtype, device=self.flat.device)[:, None]
-
-        self.weight_decay = column([m.weight_decay for m in members])
-        self.momentum = column([m.momentum for m in members])
-        nesterov = [m.nesterov and m.momentum > 0 for m in members]
-        self.nesterov = (
-            torch.tensor(nesterov, device=self.flat.device)[:, None] if any(nesterov) else None
-        )
-        self.buffer = torch.zeros_like(self.flat, requires_grad=False)
-
-    @torch.no_grad()
-    def step(self, lr: torch.Tensor, mask: torch.Tensor | None) -> None:
-        """One step with per-member rates ``lr`` (k,), for the members in ``mask`` (all: None)."""
-        param, grad = self.flat, self.flat.grad
-        assert grad is not None
-        keep = None if mask is None else mask[:, None]
-        if keep is not None:
-            grad = torch.where(keep, grad, 0)
-        grad = torch.addcmul(grad, self.weight_decay, param)  # SGD: d = g + wd * p
-        buffer = torch.addcmul(grad, self.momentum, self.buffer)  # b = m * b + d
-        if keep is not None:
-            buffer = torch.where(keep, buffer, self.buffer)
-        self.buffer = buffer
-        direction = buffer
-        if self.nesterov is not None:  # d + m * b where Nesterov, else b
-            direction = torch.where(
-                self.nesterov, torch.addcmul(grad, self.momentum, buffer), buffer
-            )
-        updated = torch.addcmul(param, lr[:, None], direction, value=-1)
-        param.copy_(updated if keep is None else torch.where(keep, updated, param))
-
-
-class _Scaler:
-    """``torch.amp.GradScaler``'s dynamic loss scaling (fp16 on CUDA), one scale per member, so
-    an overflow skips only that member's step (a shared scaler would skip everyone's)."""
-
-    def __init__(self, k: int, template: torch.amp.GradScaler, device: torch.device) -> None:
-        self.factor = torch.full((k,), template.get_scale(), dtype=torch.float32, device=device)
-        self.tracker = torch.zeros(k, dtype=torch.int32, device=device)
-        self.growth = template.get_growth_factor()
-        self.backoff = template.get_backoff_factor()
-        self.interval = template.get_growth_interval()
-
-    def scale(self, losses: torch.Tensor) -> torch.Tensor:
-        return losses * self.factor
-
-    @torch.no_grad()
-    def unscale(self, grad: torch.Tensor | None) -> torch.Tensor:
-        """Divide each member's gradient (row) by its scale; returns who overflowed, (k,)."""
-        assert grad is not None
-        inverse = self.factor.double().reciprocal().float()  # as GradScaler computes it
-        grad.mul_(inverse.to(grad.dtype)[:, None])
-        return ~torch.isfinite(grad).all(1)
-
-    @torch.no_grad()
-    def update(self, found_inf: torch.Tensor) -> None:
-        """Back off where a member overflowed; grow after ``interval`` clean steps in a row."""
-        tracker = torch.where(found_inf, 0, self.tracker + 1)
-        grown = self.factor * self.growth
-        grow = (tracker == self.interval) & torch.isfinite(grown)
-        self.factor = torch.where(
-            found_inf, self.factor * self.backoff, torch.where(grow, grown, self.factor)
-        )
-        self.tracker = torch.where(tracker == self.interval, 0, tracker)

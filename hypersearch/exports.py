@@ -1,0 +1,163 @@
+"""A run folder's exports: ``trials.csv``, ``pareto.csv`` and ``summary.json``.
+
+They are what readers (``results.load_run``, ``hypersearch report``, ``hypersearch compare``,
+pandas) use instead of the study, so they are rewritten atomically after every finished trial: a
+reader never sees half a file, and never needs the run's lock or its storage URL.
+
+``trials.csv``: ``number,state,<param…>,<metric…>,duration_s,error,superseded`` (objectives
+first among the metrics). ``superseded`` is true for a trial whose worker was lost and whose
+retry took its place: it is shown, but left out of budgets, curves and failure counts, as the
+store's ``counted()`` leaves it out.
+
+This module reads a run through the ``RecordedRun`` protocol (which ``store.RunStore``
+satisfies) and never imports the store, which imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import platform
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from hypersearch import pareto
+from hypersearch.errors import user_errors
+from hypersearch.executors.base import COMPLETE, FAIL
+from hypersearch.experiment import Experiment
+from hypersearch.records import TrialRecord, record_losses
+
+SUPERSEDED = "superseded"  # the trials.csv column, after the columns it had before it
+
+
+class RecordedRun(Protocol):
+    """What the exports read from a run's record (``store.RunStore``)."""
+
+    run_dir: Path
+    experiment: Experiment
+    algo: str
+    seed: int
+    storage_url: str
+    study_name: str
+    records: dict[int, TrialRecord]
+
+    def finished(self) -> list[TrialRecord]: ...
+    def running(self) -> list[TrialRecord]: ...
+    def front(self) -> list[TrialRecord]: ...
+    def best(self) -> TrialRecord | None: ...
+
+
+def trials_frame(records: Sequence[TrialRecord], experiment: Experiment) -> pd.DataFrame:
+    """``number,state,<param…>,<metric…>,duration_s,error,superseded`` (objectives first)."""
+    metrics = list(experiment.objectives)
+    for record in records:
+        metrics += [m for m in record.metrics if m not in metrics]
+    rows = [
+        {
+            "number": r.number,
+            "state": r.state,
+            **r.params,
+            **{m: r.metrics.get(m) for m in metrics},
+            "duration_s": r.duration_s,
+            "error": r.error,
+            SUPERSEDED: r.superseded,
+        }
+        for r in records
+    ]
+    columns = ["number", "state", *experiment.params, *metrics, "duration_s", "error", SUPERSEDED]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def pareto_frame(front: Sequence[TrialRecord], experiment: Experiment) -> pd.DataFrame:
+    """``number,<param…>,<objective…>`` of the trials on the front."""
+    frame = trials_frame(front, experiment)
+    return frame[["number", *experiment.params, *experiment.objectives]]
+
+
+def hypervolume(records: Sequence[TrialRecord], experiment: Experiment) -> float | None:
+    """Hypervolume of the complete trials (several objectives; None for one)."""
+    if len(experiment.objectives) < 2:
+        return None
+    losses = [record_losses(r, experiment.objectives) for r in records if r.state == COMPLETE]
+    if not losses:
+        return 0.0
+    reference = pareto.given_reference(experiment.reference_point, experiment.objectives)
+    return pareto.hypervolume(np.array(losses), reference)
+
+
+def devices(records: Sequence[TrialRecord]) -> dict[str, list[int]]:
+    """Which device ran each finished trial: device -> trial numbers."""
+    ran: dict[str, list[int]] = {}
+    for record in sorted(records, key=lambda r: r.number):
+        if record.finished:
+            ran.setdefault(record.device or "unknown", []).append(record.number)
+    return ran
+
+
+def summary(run: RecordedRun, wall_seconds: float, overhead_seconds: float) -> dict[str, Any]:
+    """``summary.json``. Its counts are of every finished trial, superseded ones too (as they
+    always were); ``store.tally()`` and ``results.RunData.tally()`` give the counted ones."""
+    finished = run.finished()
+    best = run.best()
+    experiment = run.experiment
+    return {
+        "name": experiment.name,
+        "algo": run.algo,
+        "seed": run.seed,
+        "trials": len(finished),
+        "budget": experiment.budget.trials,
+        "complete": sum(r.state == COMPLETE for r in finished),
+        "failed": sum(r.state == FAIL for r in finished),
+        "running": len(run.running()),
+        "objectives": dict(experiment.objectives),
+        "best": None
+        if best is None
+        else {"number": best.number, "params": best.params, "metrics": best.metrics},
+        "devices": devices(finished),
+        "pareto_size": len(run.front()),
+        "hypervolume": hypervolume(list(run.records.values()), experiment),
+        "wall_seconds": round(wall_seconds, 3),
+        "overhead_seconds": round(overhead_seconds, 3),
+        "run_dir": str(run.run_dir),
+        "storage": run.storage_url,
+        "study_name": run.study_name,
+        "versions": versions(),
+    }
+
+
+def write(run: RecordedRun, wall_seconds: float, overhead_seconds: float) -> dict[str, Any]:
+    """Rewrite trials.csv, pareto.csv and summary.json (each atomically); returns the summary."""
+    records = sorted(run.records.values(), key=lambda r: r.number)
+    trials = trials_frame(records, run.experiment)
+    front = pareto_frame(run.front(), run.experiment)
+    written = summary(run, wall_seconds, overhead_seconds)
+    with user_errors("run folder", run.run_dir, writing=True):
+        atomic_write(run.run_dir / "trials.csv", trials.to_csv(index=False))
+        atomic_write(run.run_dir / "pareto.csv", front.to_csv(index=False))
+        atomic_write(run.run_dir / "summary.json", json.dumps(written, indent=2, default=str))
+    return written
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a reader sees the old file or the new one); the store
+    writes ``run.json`` and ``experiment.yaml`` with it too."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@functools.cache
+def versions() -> dict[str, str]:
+    """Versions that matter for reproducing a run (read without importing torch)."""
+    found = {"python": platform.python_version()}
+    for package in ("hypersearch", "numpy", "optuna", "scikit-learn", "deap", "pyswarms", "torch"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[package] = metadata.version(package)
+    return found
