@@ -3,10 +3,11 @@
 An in-memory Optuna study holds the history on the *native* distributions (log floats, ints,
 categoricals), so TPE models them as Optuna does; we translate to and from the unit cube at the
 boundary. Multivariate TPE; parallel asks use Optuna's constant liar (trials in flight count as
-bad results, so a batch spreads out). The study is rebuilt at every ask from the finished and
-in-flight trials in id order (TPE weighs trials by their order), and the sampler re-seeded from
-(seed, history size), so a fresh instance told the same trials, in whatever order they
-finished, proposes the same points (resume == no kill).
+bad results, so a batch spreads out). The study holds the finished and in-flight trials in id
+order (TPE weighs trials by their order): asks append in that order and own results are told in
+place; a foreign trial or one declared pending has the study rebuilt, sorted, at the next ask.
+The sampler is re-seeded from (seed, history size) at every ask, so a fresh instance told the
+same trials, in whatever order they finished, proposes the same points (resume == no kill).
 
 Reference: Bergstra et al., "Algorithms for Hyper-Parameter Optimization", NeurIPS 2011;
 Falkner et al., BOHB (multivariate KDE), ICML 2018.
@@ -44,8 +45,10 @@ class TPE(Algorithm):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._distributions = space.distributions()
         self._finished: dict[int, optuna.trial.FrozenTrial] = {}  # told trials by id
+        self._study: optuna.Study | None = None  # None: to be rebuilt in id order
+        self._number: dict[int, int] = {}  # id in flight -> its trial number in the study
 
-    def _study(self) -> optuna.Study:
+    def _rebuilt(self) -> optuna.Study:
         """An in-memory study of every finished and in-flight trial, in id order."""
         running = optuna.trial.TrialState.RUNNING
         trials = self._finished | {
@@ -55,7 +58,9 @@ class TPE(Algorithm):
             for id_, x in self.in_flight.items()
         }
         study = optuna.create_study(directions=["minimize"] * self.n_objectives)
-        study.add_trials([trials[id_] for id_ in sorted(trials)])
+        ids = sorted(trials)
+        study.add_trials([trials[id_] for id_ in ids])
+        self._number = {id_: n for n, id_ in enumerate(ids) if id_ in self.in_flight}
         return study
 
     def _sampler(self, history: int) -> optuna.samplers.TPESampler:
@@ -73,22 +78,37 @@ class TPE(Algorithm):
     def ask(self, n: int) -> list[Suggestion]:
         if n <= 0:
             return []
-        study = self._study()
+        if self._study is None:
+            self._study = self._rebuilt()
+        study = self._study
         suggestions = []
         for _ in range(n):
             study.sampler = self._sampler(len(study.get_trials(deepcopy=False)))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 trial = study.ask(self._distributions)
-            suggestions.append(self.issue(self.space.encode(trial.params)))
+            suggestion = self.issue(self.space.encode(trial.params))
+            self._number[suggestion.id] = trial.number
+            suggestions.append(suggestion)
         return suggestions
+
+    def pending(self, suggestions: Sequence[Suggestion]) -> None:
+        super().pending(suggestions)
+        self._study = None  # their place in id order may be anywhere
 
     def tell(self, observations: Sequence[Observation]) -> None:
         for obs, _ in self.arrivals(observations):
             failed = obs.failed or not all(np.isfinite(v) for v in obs.losses or ())
+            values = None if failed else list(obs.losses or ())
+            state = optuna.trial.TrialState.FAIL if failed else optuna.trial.TrialState.COMPLETE
             self._finished[obs.id] = optuna.trial.create_trial(
                 params=self.space.decode(obs.x),
                 distributions=self._distributions,
-                values=None if failed else list(obs.losses or ()),
-                state=optuna.trial.TrialState.FAIL if failed else optuna.trial.TrialState.COMPLETE,
+                values=values,
+                state=state,
             )
+            number = self._number.pop(obs.id, None)
+            if self._study is not None and number is not None:
+                self._study.tell(number, values, state=state)  # in place: the order holds
+            else:
+                self._study = None  # a foreign trial: rebuild in id order
