@@ -100,9 +100,9 @@ def optimize(
 ) -> None:
     """ask → submit → collect → tell → record, until the budget of finished trials is reached.
 
-    Trials carry one identity: the algorithm's suggestion id, which is the trial's number.
-    Trials the algorithm did not ask (cut off by a kill, or retrying a lost worker) are
-    declared to it as ``pending`` when they start and told like any other when they finish.
+    A trial carries its suggestion's id from ask to tell; the study keeps the id and the point
+    with the trial. A lost worker's trial is retried once under a new number but the same id:
+    the algorithm is told only the retry's result.
     """
     budget = store.experiment.budget.trials
     in_flight = _resume(store, algorithm, runner)  # trial number -> its suggestion
@@ -110,8 +110,8 @@ def optimize(
     changed = False  # trials finished since the last export
     while True:
         wanted = min(runner.capacity(), budget - n_finished - len(in_flight))
-        for suggestion in algorithm.ask(wanted) if wanted > 0 else []:
-            in_flight[_start(store, runner, suggestion.x)] = suggestion
+        for suggestion in _asked(algorithm, wanted, in_flight):
+            in_flight[_start(store, runner, suggestion)] = suggestion
         if runner.dispatch() or changed:  # the exports show what finished and what now runs
             store.export(clock.wall, clock.overhead)
             changed = False
@@ -127,15 +127,14 @@ def optimize(
         # scheduler, whose stop decisions go back through the runner to the executor.
         observations = []
         for done in finished:
-            suggestion = in_flight.pop(done.number)
-            if done.retry:  # run its config again as a new trial, which takes its place
-                number = _start(store, runner, suggestion.x, done.request.config, done.number)
-                in_flight[number] = Suggestion(number, suggestion.x)
-                algorithm.pending([in_flight[number]])
-                done.extra["retried_as"] = number
-            record = store.finish_trial(_checked(done.result, store.experiment), **done.extra)
-            observations.append(Observation(suggestion.id, suggestion.x, store.losses(record)))
-            n_finished += not record.superseded
+            suggestion, extra = in_flight.pop(done.number), dict(done.extra)
+            if done.retry:  # its config again, as a new trial that takes its place
+                retry = _start(store, runner, suggestion, done.request.config, done.number)
+                in_flight[retry], extra["retried_as"] = suggestion, retry
+            record = store.finish_trial(_checked(done.result, store.experiment), **extra)
+            if not record.superseded:
+                observations.append(Observation(suggestion.id, suggestion.x, store.losses(record)))
+                n_finished += 1
             if progress is not None:
                 progress.trial_finished(record, store)
         if observations:
@@ -143,48 +142,68 @@ def optimize(
             changed = True
 
 
+def _asked(algorithm: Algorithm, wanted: int, in_flight: dict[int, Suggestion]) -> list[Suggestion]:
+    """Up to ``wanted`` suggestions, each under an id not in flight."""
+    asked = algorithm.ask(wanted) if wanted > 0 else []
+    ids = [s.id for s in asked] + [s.id for s in in_flight.values()]
+    if len(asked) > max(wanted, 0) or len(set(ids)) < len(ids):
+        raise AlgorithmError(
+            f"algorithm {algorithm.name!r} returned {len(asked)} suggestions for {wanted} "
+            f"(ids {[s.id for s in asked]}, in flight {sorted(s.id for s in in_flight.values())})"
+        )
+    return asked
+
+
 def _start(
     store: RunStore,
     runner: Runner,
-    x: np.ndarray,
+    suggestion: Suggestion,
     config: dict[str, Any] | None = None,
     retry_of: int | None = None,
 ) -> int:
-    """Create the trial of point ``x`` in the study and submit it; returns its number."""
-    config = store.experiment.space.decode(x) if config is None else config
-    number = store.start_trial(config, x)
+    """Create the suggestion's trial in the study and submit it; returns its number."""
+    config = store.experiment.space.decode(suggestion.x) if config is None else config
+    number = store.start_trial(config, suggestion.x, suggestion.id)
     runner.submit(_request(store, number, config), retry_of)
     return number
 
 
 def _resume(store: RunStore, algorithm: Algorithm, runner: Runner) -> dict[int, Suggestion]:
     """Bring a fresh algorithm up to date with the study (resume and warm start are one
-    feature): told every finished trial in the order they finished, handed the trials a kill
-    cut off as pending, which run again under their number (``_renumber_held``)."""
-    finished = sorted(store.finished(), key=lambda r: (r.completed or "", r.number))
-    algorithm.tell([Observation(r.number, _point(store, r), store.losses(r)) for r in finished])
-    in_flight = {r.number: Suggestion(r.number, _point(store, r)) for r in store.running()}
+    feature): told every counted finished trial in the order they finished, under the id and
+    point it was asked as; handed the trials a kill cut off as pending, which run again under
+    their number (``_renumber_held``)."""
+    counted = [r for r in store.finished() if not r.superseded]
+    counted.sort(key=lambda r: (r.order is not None, r.order or 0, r.number))
+    algorithm.tell([_observation(store, r) for r in counted])
+    in_flight = {r.number: _suggestion(store, r) for r in store.running()}
     algorithm.pending(list(in_flight.values()))
-    retries = _renumber_held(store, algorithm, in_flight)
+    retries = _renumber_held(store, in_flight)
     for number in in_flight:
         runner.submit(_request(store, number, store.records[number].params), retries.get(number))
     return in_flight
 
 
-def _point(store: RunStore, record: TrialRecord) -> np.ndarray:
-    """The unit-cube point a trial was asked as (recorded), else its encoded config."""
-    if record.x is not None and len(record.x) == store.experiment.space.dim:
-        return np.asarray(record.x, dtype=float)
-    return store.experiment.space.encode(record.params)
+def _suggestion(store: RunStore, record: TrialRecord) -> Suggestion:
+    """What a trial was asked as (recorded with it), else its number and encoded config."""
+    space = store.experiment.space
+    recorded = record.x is not None and len(record.x) == space.dim
+    x = np.asarray(record.x, dtype=float) if recorded else space.encode(record.params)
+    id_ = record.number if record.suggestion_id is None else record.suggestion_id
+    return Suggestion(id_, x)
 
 
-def _renumber_held(
-    store: RunStore, algorithm: Algorithm, in_flight: dict[int, Suggestion]
-) -> dict[int, int]:
+def _observation(store: RunStore, record: TrialRecord) -> Observation:
+    suggestion = _suggestion(store, record)
+    return Observation(suggestion.id, suggestion.x, store.losses(record))
+
+
+def _renumber_held(store: RunStore, in_flight: dict[int, Suggestion]) -> dict[int, int]:
     """Trials a kill cut off run again under their number, in their folder, unless a process of
     the killed run still holds that folder after a short wait (its processes die within moments
-    of it): then the trial fails ``worker_lost`` and is retried under a new number. Returns
-    each retry's number -> the trial it retries."""
+    of it): then the trial fails ``worker_lost`` and is retried under a new number (the same
+    suggestion, still pending for the algorithm). Returns each retry's number -> the trial it
+    retries."""
     retries = {}
     deadline = time.monotonic() + ORPHAN_WAIT_S
     for number, suggestion in list(in_flight.items()):
@@ -192,18 +211,15 @@ def _renumber_held(
         if trial_dir_free(store.run_dir / "trials" / str(number), wait):
             continue
         config = store.records[number].params
-        retry = store.start_trial(config, suggestion.x)
-        in_flight[retry] = Suggestion(retry, suggestion.x)
-        algorithm.pending([in_flight[retry]])
+        retry = store.start_trial(config, suggestion.x, suggestion.id)
         lost = TrialResult.failed(
             _request(store, number, config),
             "worker_lost",
             "still running in a process of the killed run; retried as a new trial",
         )
-        record = store.finish_trial(lost, retried_as=retry)
-        del in_flight[number]
+        store.finish_trial(lost, retried_as=retry)
+        in_flight[retry] = in_flight.pop(number)
         retries[retry] = number
-        algorithm.tell([Observation(suggestion.id, suggestion.x, store.losses(record))])
     return retries
 
 

@@ -102,8 +102,10 @@ def devices(records: Sequence[TrialRecord]) -> dict[str, list[int]]:
 
 
 def summary(run: RecordedRun, wall_seconds: float, overhead_seconds: float) -> dict[str, Any]:
-    """``summary.json``. Its counts are of every finished trial, superseded ones too (as they
-    always were); ``store.tally()`` and ``results.RunData.tally()`` give the counted ones."""
+    """``summary.json``. ``trials``, ``complete`` and ``failed`` count every finished trial
+    (as they always did); ``superseded`` of them were lost workers' trials that a retry
+    replaced, so ``trials - superseded`` is what counts toward the budget, as in
+    ``store.tally()`` and ``results.RunData.tally()``."""
     finished = run.finished()
     best = run.best()
     experiment = run.experiment
@@ -116,6 +118,7 @@ def summary(run: RecordedRun, wall_seconds: float, overhead_seconds: float) -> d
         "complete": sum(r.state == COMPLETE for r in finished),
         "failed": sum(r.state == FAIL for r in finished),
         "running": len(run.running()),
+        "superseded": sum(r.superseded for r in finished),
         "objectives": dict(experiment.objectives),
         "best": None
         if best is None

@@ -30,7 +30,8 @@ class TrialRecord:
     retried_as: int | None = None  # its worker was lost: the trial that retried it
     dropped: list[str] = field(default_factory=list)  # metrics beyond MAX_METRICS, not stored
     x: list[float] | None = None  # the unit-cube point it was asked as, when recorded
-    completed: str | None = None  # when it finished (ISO 8601, sorts in time order)
+    suggestion_id: int | None = None  # the algorithm's id for it, when recorded
+    order: int | None = None  # its place in the order trials finished (0, 1, …), when recorded
 
     @property
     def finished(self) -> bool:

@@ -61,6 +61,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 MAX_METRICS = 256
 INFO_ATTR = "hypersearch"  # the per-trial user attr holding duration, device, reason, error
 X_ATTR = "hypersearch:x"  # the per-trial system attr holding the unit-cube point it was asked as
+ID_ATTR = "hypersearch:id"  # and the one holding the algorithm's id for it
 _STATES = {TrialState.COMPLETE: COMPLETE, TrialState.FAIL: FAIL, TrialState.RUNNING: RUNNING}
 
 
@@ -119,6 +120,8 @@ class RunStore:
         for trial in trials:
             self.records[trial.number] = _record(trial)
             self._trial_ids[trial.number] = trial._trial_id
+        orders = [r.order for r in self.records.values() if r.order is not None]
+        self._next_order = max(orders, default=-1) + 1
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -195,12 +198,19 @@ class RunStore:
     # -- recording -------------------------------------------------------------------------------
 
     def start_trial(
-        self, config: Mapping[str, Any], x: Sequence[float] | np.ndarray | None = None
+        self,
+        config: Mapping[str, Any],
+        x: Sequence[float] | np.ndarray | None = None,
+        suggestion_id: int | None = None,
     ) -> int:
-        """Create a RUNNING trial for ``config``; returns its number. ``x``, the unit-cube point
-        the algorithm asked (kept with the trial, so a resume tells the algorithm that very
-        point rather than the config encoded again), is optional."""
+        """Create a RUNNING trial for ``config``; returns its number. ``x`` and
+        ``suggestion_id``, the unit-cube point the algorithm asked and its id for it, are kept
+        with the trial (optional), so a resume tells the algorithm that very point under that
+        very id rather than the config encoded again."""
         point = None if x is None else [float(v) for v in np.asarray(x, dtype=float).ravel()]
+        asked: dict[str, Any] = {} if point is None else {X_ATTR: point}
+        if suggestion_id is not None:
+            asked[ID_ATTR] = int(suggestion_id)
         template = FrozenTrial(
             number=-1,
             state=TrialState.RUNNING,
@@ -210,7 +220,7 @@ class RunStore:
             params=dict(config),
             distributions=self._distributions,
             user_attrs={},
-            system_attrs={} if point is None else {X_ATTR: point},
+            system_attrs=asked,
             intermediate_values={},
             trial_id=-1,
         )
@@ -220,7 +230,9 @@ class RunStore:
         # writer (the run folder's lock), so the number is the count so far: no query needed.
         number = len(self._trial_ids)
         self._trial_ids[number] = trial_id
-        self.records[number] = TrialRecord(number, RUNNING, dict(config), x=point)
+        self.records[number] = TrialRecord(
+            number, RUNNING, dict(config), x=point, suggestion_id=asked.get(ID_ATTR)
+        )
         return number
 
     def finish_trial(self, result: TrialResult, **info_extra: Any) -> TrialRecord:
@@ -236,6 +248,7 @@ class RunStore:
             "reason": result.reason,
             "error": result.error,
             "traceback": result.traceback,
+            "order": self._next_order,  # resume tells trials in this order
             **info_extra,
         }
         if dropped:
@@ -254,7 +267,8 @@ class RunStore:
         record.retried_as = info.get("retried_as")
         record.error = f"{result.reason}: {result.error}" if result.state == FAIL else None
         record.dropped = dropped
-        record.completed = dt.datetime.now().isoformat(timespec="microseconds")
+        record.order = self._next_order
+        self._next_order += 1
         return record
 
     def _capped(self, metrics: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
@@ -334,7 +348,6 @@ def _record(trial: FrozenTrial) -> TrialRecord:
     info = attrs.pop(INFO_ATTR, None) or {}
     state = _STATES.get(trial.state, trial.state.name)
     reason, error = info.get("reason"), info.get("error")
-    completed = trial.datetime_complete
     return TrialRecord(
         trial.number,
         state,
@@ -346,7 +359,8 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         info.get("device"),
         info.get("retried_as"),
         x=trial.system_attrs.get(X_ATTR),
-        completed=None if completed is None else completed.isoformat(timespec="microseconds"),
+        suggestion_id=trial.system_attrs.get(ID_ATTR),
+        order=info.get("order"),
     )
 
 

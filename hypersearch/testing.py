@@ -84,15 +84,15 @@ def simulate(
     """Run ``algorithm`` as the engine does until ``trials`` more results were told (others
     still in flight, as when a run is interrupted): ``parallel`` trials in flight, one finished
     at random at a time; a share ``fail_rate`` fails; with probability ``foreign_rate`` per step
-    a foreign trial (a new trial number the algorithm never issued) is started with ``pending``
-    or told outright. Asserts the id contract."""
+    a foreign trial (an id the algorithm never issued, as from a warm start) is told. Checks the
+    id contract."""
     s = session or Session()
     space, rng = algorithm.space, np.random.default_rng([seed, 104729])
     goal = len(s.told) + trials
     while len(s.told) < goal:
         wanted = parallel - len(s.in_flight)  # the run goes on: trials are in flight at the end
         asked = algorithm.ask(wanted)
-        assert len(asked) <= wanted, f"asked for {wanted}, got {len(asked)}"
+        _require(len(asked) <= wanted, f"asked for {wanted}, got {len(asked)}")
         for suggestion in asked:
             _check_suggestion(suggestion, space, s)
             s.asked.append(suggestion)
@@ -100,27 +100,29 @@ def simulate(
         if rng.random() < foreign_rate:
             foreign = Suggestion(max(s.ids, default=-1) + 1, rng.random(space.dim))
             s.ids.add(foreign.id)
-            if rng.random() < 0.5 and len(s.in_flight) < parallel:
-                algorithm.pending([foreign])  # a lost worker's retry: in flight, then told
-                s.in_flight[foreign.id] = foreign
-            else:  # a warm start's trial, told outright
-                s.told.append(_observe(foreign, space, rng, fail_rate, objectives))
-                algorithm.tell(s.told[-1:])
-                continue
-        assert s.in_flight, f"{type(algorithm).__name__} asked nothing with nothing in flight"
+            s.told.append(_observe(foreign, space, rng, fail_rate, objectives))
+            algorithm.tell(s.told[-1:])
+            continue
+        _require(s.in_flight, f"{type(algorithm).__name__} asked nothing with nothing in flight")
         done = s.in_flight.pop(list(s.in_flight)[rng.integers(len(s.in_flight))])
         s.told.append(_observe(done, space, rng, fail_rate, objectives))
         algorithm.tell(s.told[-1:])
     return s
 
 
+def _require(condition: object, message: str) -> None:
+    """An ``assert`` that ``python -O`` cannot strip: the contract holds or it raises."""
+    if not condition:
+        raise AssertionError(message)
+
+
 def _check_suggestion(suggestion: Suggestion, space: SearchSpace, s: Session) -> None:
     x = np.asarray(suggestion.x)
-    assert isinstance(suggestion.id, int), f"id {suggestion.id!r} is not an int"
-    assert suggestion.id not in s.ids, f"id {suggestion.id} was already taken"
-    assert x.shape == (space.dim,), f"point of shape {x.shape}, not ({space.dim},)"
-    assert np.all(np.isfinite(x)), f"{x} is not finite"
-    assert np.all((x >= 0) & (x <= 1)), f"{x} is outside the unit cube"
+    _require(isinstance(suggestion.id, int), f"id {suggestion.id!r} is not an int")
+    _require(suggestion.id not in s.ids, f"id {suggestion.id} was already taken")
+    _require(x.shape == (space.dim,), f"point of shape {x.shape}, not ({space.dim},)")
+    _require(np.all(np.isfinite(x)), f"{x} is not finite")
+    _require(np.all((x >= 0) & (x <= 1)), f"{x} is outside the unit cube")
     space.decode(x)
     s.ids.add(suggestion.id)
 
@@ -142,7 +144,7 @@ def check_points_are_in_the_cube_and_ids_unique(factory: Factory) -> None:
     """Suggestions lie in [0, 1]^d, decode, and never reuse a trial's id (asserted by
     ``simulate`` for every suggestion of every check)."""
     session = simulate(factory(MIXED, 1, 0), 30, parallel=4, foreign_rate=0.2)
-    assert len({o.id for o in session.told}) == len(session.told) == 30, "ids told twice"
+    _require(len({o.id for o in session.told}) == len(session.told) == 30, "ids told twice")
 
 
 def check_same_seed_same_points(factory: Factory) -> None:
@@ -150,17 +152,17 @@ def check_same_seed_same_points(factory: Factory) -> None:
     a, b, c = (simulate(factory(MIXED, 1, seed), 24, parallel=3) for seed in (7, 7, 8))
     same = [np.array_equal(x.x, y.x) for x, y in zip(a.asked, b.asked, strict=True)]
     other = [np.array_equal(x.x, y.x) for x, y in zip(a.asked, c.asked, strict=False)]
-    assert all(same), "the same seed asked different points"
-    assert not all(other), "another seed asked the same points"
+    _require(all(same), "the same seed asked different points")
+    _require(not all(other), "another seed asked the same points")
 
 
 def check_ask_returns_at_most_n(factory: Factory) -> None:
     algorithm = factory(MIXED, 1, 0)
     for n in (1, 2, 5, 1, 8):
         asked = algorithm.ask(n)
-        assert len(asked) <= n, f"ask({n}) returned {len(asked)}"
+        _require(len(asked) <= n, f"ask({n}) returned {len(asked)}")
         algorithm.tell([Observation(s.id, s.x, (contract_loss(MIXED, s.x),)) for s in asked])
-    assert algorithm.ask(0) == [], "ask(0) returned suggestions"
+    _require(algorithm.ask(0) == [], "ask(0) returned suggestions")
 
 
 def check_out_of_order_failures_and_foreign_trials(factory: Factory) -> None:
@@ -176,24 +178,40 @@ def check_every_trial_failing(factory: Factory) -> None:
 def check_resume_asks_what_the_original_would(factory: Factory) -> None:
     """Interrupted with trials in flight, a fresh instance told the history (ids it never
     issued, in the order they were told) and handed the trials in flight as ``pending`` asks
-    exactly what the original asks next, under the same ids."""
+    exactly what the original asks next, under the same ids; and again once the trials that
+    were in flight have finished, in random order."""
     for seed in (0, 1):
         original = factory(MIXED, 1, 5)
         session = simulate(original, 17, parallel=4, seed=seed, fail_rate=0.2, foreign_rate=0.1)
         resumed = factory(MIXED, 1, 5)
         resumed.tell([Observation(o.id, o.x.copy(), o.losses) for o in session.told])
         resumed.pending(list(session.in_flight.values()))
+        flying = {s.x.tobytes() for s in session.in_flight.values()}
         for n in (2, 3):
-            expected, got = original.ask(n), resumed.ask(n)
-            ids = [s.id for s in expected], [s.id for s in got]
-            assert ids[0] == ids[1], f"resumed: ids {ids[1]}, uninterrupted: {ids[0]}"
-            for x, y in zip(expected, got, strict=True):
-                np.testing.assert_allclose(x.x, y.x, rtol=0, atol=1e-12)
-            flying = {s.x.tobytes() for s in session.in_flight.values()}
-            assert not flying & {s.x.tobytes() for s in got}, "asked a point in flight again"
-            results = [Observation(s.id, s.x, (contract_loss(MIXED, s.x),)) for s in got]
-            original.tell(results)
-            resumed.tell(results)
+            got = _same_asks(original, resumed, n)
+            _require(not flying & {s.x.tobytes() for s in got}, "asked a point in flight again")
+        rng = np.random.default_rng(seed)
+        late = _in_flight(original)  # those of the interrupted run and those asked since
+        for k in rng.permutation(len(late)):  # finish, in random order
+            result = Observation(late[k].id, late[k].x, (contract_loss(MIXED, late[k].x),))
+            original.tell([result])
+            resumed.tell([result])
+        _same_asks(original, resumed, 3)
+
+
+def _in_flight(algorithm: Algorithm) -> list[Suggestion]:
+    """The suggestions an algorithm has in flight (asked, not told), in id order."""
+    return [Suggestion(id_, x) for id_, x in sorted(algorithm.in_flight.items())]
+
+
+def _same_asks(original: Algorithm, resumed: Algorithm, n: int) -> list[Suggestion]:
+    """Ask both for ``n``; they must agree on ids and points."""
+    expected, got = original.ask(n), resumed.ask(n)
+    ids = [s.id for s in expected], [s.id for s in got]
+    _require(ids[0] == ids[1], f"resumed: ids {ids[1]}, uninterrupted: {ids[0]}")
+    for x, y in zip(expected, got, strict=True):
+        np.testing.assert_allclose(y.x, x.x, rtol=0, atol=1e-12, err_msg="resumed asked otherwise")
+    return got
 
 
 def check_several_objectives(factory: Factory) -> None:
@@ -208,7 +226,7 @@ def check_tiny_and_wide_spaces(factory: Factory) -> None:
         )
         session = simulate(factory(space, 1, 0), 20, parallel=4)
         distinct = len({s.x.tobytes() for s in session.asked})
-        assert distinct == len(session.asked), f"a point asked twice in {dim} dimension(s)"
+        _require(distinct == len(session.asked), f"a point asked twice in {dim} dimension(s)")
 
 
 CHECKS: dict[str, Callable[[Factory], None]] = {

@@ -30,7 +30,7 @@ class PopulationRequest(TrialRequest):
     training). Executors treat it as one trial: one slot, one timeout (the members' timeouts
     added up), one result; ``number`` is its first member's number. Its result carries one
     result per member, or, if the population as a whole failed (timeout, lost worker, out of
-    memory), none: the engine then decides for the members."""
+    memory), none: the runner then decides for the members."""
 
     members: tuple[TrialRequest, ...] = ()
 

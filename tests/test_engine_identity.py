@@ -78,9 +78,11 @@ def test_out_of_order_results_reach_the_suggestion_that_asked(tmp_path: Path, al
         optimize(store, recorder, Runner(executor, DispatchPolicy()), _Clock())
         order = [o.id for o in recorder.told]
         assert len(order) == 20 and order != sorted(order)  # really out of order
+        by_id = {r.suggestion_id: r for r in store.records.values()}
+        assert len(by_id) == len(store.records)  # the study keeps each trial's id
         for obs in recorder.told:
             np.testing.assert_array_equal(obs.x, recorder.asked[obs.id])  # its own point
-            record = store.records[obs.id]  # the id is the trial's number
+            record = by_id[obs.id]
             assert obs.losses == (record.metrics["value"],)
             np.testing.assert_allclose(
                 store.experiment.space.encode(record.params),
@@ -90,21 +92,57 @@ def test_out_of_order_results_reach_the_suggestion_that_asked(tmp_path: Path, al
         store.close()
 
 
-def test_pso_moves_the_particle_whose_trial_finished(tmp_path: Path) -> None:
-    """Through the engine, with completion reversed: after each result, its particle (id mod
-    swarm size) holds that trial's point as its personal best or has a better one."""
+class LosesWorkerOfTrial(InlineExecutor):
+    """Reports trial ``lost``'s first attempt as a lost worker (as the local executor does when
+    a worker process dies), then runs every trial."""
+
+    def __init__(self, objective_spec: object, parallel: int, lost: int) -> None:
+        super().__init__(objective_spec, parallel)
+        self.lost, self.lost_once = lost, False
+
+    def poll(self, timeout: float | None) -> list[TrialResult]:
+        if self._queue and self._queue[0].number == self.lost and not self.lost_once:
+            self.lost_once = True
+            return [TrialResult.failed(self._queue.popleft(), "worker_lost", "worker died")]
+        return super().poll(timeout)
+
+
+def test_a_lost_workers_retry_keeps_its_suggestion_id(tmp_path: Path) -> None:
+    """The retry runs under a new trial number, but the algorithm is told one observation for
+    the suggestion, under its id: the lost attempt is superseded, never told."""
+    store = _store(tmp_path, trials=10, parallel=2)
+    recorder = Recorder(create("pso", store.experiment.space, 1, seed=0))
+    executor = LosesWorkerOfTrial(store.experiment.objective, parallel=2, lost=3)
+    try:
+        optimize(store, recorder, Runner(executor, DispatchPolicy()), _Clock())
+        lost, retry = store.records[3], store.records[store.records[3].retried_as or -1]
+        assert lost.superseded and lost.reason == "worker_lost"
+        told = [o.id for o in recorder.told]
+        assert sorted(told) == sorted(recorder.asked) and len(set(told)) == len(told) == 10
+        assert recorder.pended == []  # a retry is the same suggestion, still in flight
+        (obs,) = [o for o in recorder.told if o.id == lost.suggestion_id]
+        assert obs.losses == (retry.metrics["value"],)
+        np.testing.assert_array_equal(obs.x, lost.x)
+        assert retry.suggestion_id == lost.suggestion_id and retry.x == lost.x
+    finally:
+        store.close()
+
+
+def test_each_result_moves_the_particle_that_asked_for_it(tmp_path: Path) -> None:
+    """Through the engine, completion reversed: replayed in the order the engine told them,
+    each result moves its own particle (id mod swarm size) and no other."""
     store = _store(tmp_path, trials=12, parallel=4)
-    pso = create("pso", store.experiment.space, 1, seed=0, options={"swarm_size": 6})
-    recorder = Recorder(pso)
+    space = store.experiment.space
+    recorder = Recorder(create("pso", space, 1, seed=0, options={"swarm_size": 6}))
     executor = NewestFirst(store.experiment.objective, parallel=4)
     try:
         optimize(store, recorder, Runner(executor, DispatchPolicy()), _Clock())
     finally:
         store.close()
-    fresh = create("pso", store.experiment.space, 1, seed=0, options={"swarm_size": 6})
-    for obs in recorder.told:  # replayed one by one, each result changes only its particle
+    assert [o.id for o in recorder.told] != sorted(o.id for o in recorder.told)
+    fresh = create("pso", space, 1, seed=0, options={"swarm_size": 6})
+    for obs in recorder.told:
         before = fresh.swarm.position.copy()
         fresh.tell([obs])
         moved = np.flatnonzero(np.any(fresh.swarm.position != before, axis=1))
         assert list(moved) == [obs.id % 6]
-    np.testing.assert_array_equal(fresh.swarm.pbest_pos, pso.swarm.pbest_pos)

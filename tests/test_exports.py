@@ -74,21 +74,25 @@ def test_exports_without_the_superseded_column_read_as_none_superseded(tmp_path:
     assert run.tally() == (2, 0) and run.done is False
 
 
-def test_the_store_keeps_the_asked_point_and_when_a_trial_finished(tmp_path: Path) -> None:
+def test_the_store_keeps_the_asked_point_its_id_and_the_finishing_order(tmp_path: Path) -> None:
     store = branin(tmp_path)
     try:
-        first = store.start_trial(store.experiment.space.decode([0.25, 0.75]), [0.25, 0.75])
+        first = store.start_trial(store.experiment.space.decode([0.25, 0.75]), [0.25, 0.75], 7)
         plain = store.start_trial(store.experiment.space.decode([0.5, 0.5]))
+        store.finish_trial(TrialResult(plain, COMPLETE, {"value": 2.0}))  # finishes first
         record = store.finish_trial(TrialResult(first, COMPLETE, {"value": 1.0}))
-        assert record.x == [0.25, 0.75] and record.completed is not None
-        assert store.records[plain].x is None and store.records[plain].completed is None
+        assert (record.x, record.suggestion_id, record.order) == ([0.25, 0.75], 7, 1)
+        assert store.records[plain].x is None and store.records[plain].suggestion_id is None
+        assert store.records[plain].order == 0
     finally:
         store.close()
     with opened(store.run_dir) as reopened:
-        assert reopened.records[first].x == [0.25, 0.75]
-        assert reopened.records[first].completed is not None
-        assert reopened.records[plain].x is None and reopened.records[plain].completed is None
-        assert "hypersearch:x" not in reopened.records[first].metrics
+        again = reopened.records[first]
+        assert (again.x, again.suggestion_id, again.order) == ([0.25, 0.75], 7, 1)
+        assert reopened.records[plain].x is None and reopened.records[plain].order == 0
+        assert "hypersearch:x" not in again.metrics
+        late = reopened.start_trial({"x0": 0.0, "x1": 0.0})
+        assert reopened.finish_trial(TrialResult(late, COMPLETE, {"value": 3.0})).order == 2
 
 
 def imports(module: str) -> set[str]:

@@ -279,6 +279,7 @@ def test_a_retried_lost_worker_is_counted_alike_by_store_runs_and_compare(
     assert comparison.table.loc[0, "failed"] == 1
     assert pd.read_csv(folder / "results.csv").loc[0, "failed"] == 1
     assert "random seed 0: best value=" in result.stderr and ", 1 failed, " in result.stderr
-    # summary.json's counts are of every finished trial, the lost attempt too (its contract).
+    # summary.json's counts are of every finished trial, the lost attempt too (its contract),
+    # and say how many of them a retry superseded.
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert (summary["trials"], summary["failed"]) == (5, 2)
+    assert (summary["trials"], summary["failed"], summary["superseded"]) == (5, 2, 1)

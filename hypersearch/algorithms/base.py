@@ -7,17 +7,18 @@ comparing vectors. ``tell`` accepts any subset in any order, including ids the a
 issued: that is how resume and warm start work (a fresh algorithm is told every finished
 observation; those ids are *foreign* to it).
 
-The base class keeps the id bookkeeping: ``issue`` makes a suggestion under a fresh id,
-``arrivals`` walks told observations and says which were this instance's own, ``in_flight``
-holds the ids issued (or declared ``pending``) and not yet told. Under the engine an id is the
-trial's number: ids count up from one past the largest id seen, which the engine keeps equal to
-the study's next trial number by declaring every trial it starts itself (``pending``).
+The base class keeps the id bookkeeping: ``issue`` makes a suggestion under a fresh id (one
+past the largest id issued, told or pending so far, unless the algorithm picks a later one),
+``arrivals`` lists told observations with whether each was this instance's own, ``in_flight``
+holds the ids issued (or declared ``pending``) and not yet told. The engine keeps each trial's
+id and point in the study, so a resumed run tells a fresh instance the very ids it would have
+seen.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -99,10 +100,13 @@ class Algorithm(abc.ABC):
 
     # --- id bookkeeping for subclasses ------------------------------------------------------
 
-    def issue(self, x: np.ndarray) -> Suggestion:
-        """A suggestion of ``x`` under a fresh id, put in flight."""
-        suggestion = Suggestion(self._next_id, np.asarray(x, dtype=float))
-        self._next_id += 1
+    def issue(self, x: np.ndarray, id_: int | None = None) -> Suggestion:
+        """A suggestion of ``x`` under a fresh id (``next_id``, or a later ``id_``), put in
+        flight."""
+        if id_ is not None and id_ < self._next_id:
+            raise ValueError(f"id {id_} is not fresh (the next free id is {self._next_id})")
+        suggestion = Suggestion(self._next_id if id_ is None else id_, np.asarray(x, dtype=float))
+        self._next_id = suggestion.id + 1
         self.in_flight[suggestion.id] = suggestion.x
         return suggestion
 
@@ -111,12 +115,14 @@ class Algorithm(abc.ABC):
         """The id the next suggestion will get."""
         return self._next_id
 
-    def arrivals(self, observations: Sequence[Observation]) -> Iterator[tuple[Observation, bool]]:
+    def arrivals(self, observations: Sequence[Observation]) -> list[tuple[Observation, bool]]:
         """Each observation with whether it is this instance's own (issued or pending and not
-        yet told), taking it out of flight; a foreign id is never issued afterwards."""
+        yet told), all taken out of flight; a foreign id is never issued afterwards."""
+        arrived = []
         for obs in observations:
             self._saw(obs.id)
-            yield obs, self.in_flight.pop(obs.id, None) is not None
+            arrived.append((obs, self.in_flight.pop(obs.id, None) is not None))
+        return arrived
 
     def _saw(self, id_: int) -> None:
         self._next_id = max(self._next_id, int(id_) + 1)

@@ -8,7 +8,8 @@ Asynchronous PSO: a particle moves as soon as its own result is in, using the cu
 neighbourhood best, so workers never wait for a whole sweep. The suggestion of id ``k`` is
 particle ``k mod swarm_size``'s position, and the result of id ``k`` moves that particle
 (which adopts the evaluated point as its position), whatever order results arrive in. A
-particle is never out twice: ``ask`` stops at the first particle still in flight. Every random
+particle is never out twice: ``ask`` skips the ids of particles still in flight (a slow trial
+holds back only its own particle, never a worker). Every random
 draw comes from ``np.random`` seeded by (seed, number of results told), so the state is a
 function of the seed and the ordered history: a fresh instance told the history (ids it never
 issued, which move the same particles) asks the same points.
@@ -148,13 +149,17 @@ class PSO(Algorithm):
         return id_ % self.size
 
     def ask(self, n: int) -> list[Suggestion]:
-        """Particles in id order, up to the first one still in flight."""
+        """Up to ``n`` particles not in flight, in id order (skipping busy particles' ids)."""
         busy = {self.particle(id_) for id_ in self.in_flight}
         suggestions: list[Suggestion] = []
-        while len(suggestions) < n and self.particle(self.next_id) not in busy:
-            i = self.particle(self.next_id)
-            busy.add(i)
-            suggestions.append(self.issue(np.clip(self.swarm.position[i], 0.0, 1.0).copy()))
+        id_ = self.next_id
+        while len(suggestions) < n and len(busy) < self.size:
+            i = self.particle(id_)
+            if i not in busy:
+                busy.add(i)
+                position = np.clip(self.swarm.position[i], 0.0, 1.0).copy()
+                suggestions.append(self.issue(position, id_))
+            id_ += 1
         return suggestions
 
     def tell(self, observations: Sequence[Observation]) -> None:
