@@ -27,6 +27,7 @@ _EXPORTS = {
     "Comparison": "hypersearch.comparison",
     "load_run": "hypersearch.results",
     "RunData": "hypersearch.results",
+    "TrialPruned": "hypersearch.errors",
 }
 __all__ = sorted(_EXPORTS)
 

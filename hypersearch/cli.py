@@ -136,6 +136,12 @@ def cli() -> None:
     help="Train compatible built-in-trainer trials together as one stacked model "
     "(auto: for ga, pso and random).",
 )
+@click.option(
+    "--scheduler",
+    type=click.Choice(["none", "median", "asha", "hyperband"]),
+    help="Stop unpromising trials early at a reported step (default: the experiment's "
+    "scheduler, else none).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON, nothing else.")
 def run(
     experiment: str | None,
@@ -152,6 +158,7 @@ def run(
     ray_address: str | None,
     storage: str | None,
     population: str,
+    scheduler: str | None,
     as_json: bool,
 ) -> int:
     """Tune EXPERIMENT (default ./hypersearch.yaml, else the packaged default)."""
@@ -162,7 +169,7 @@ def run(
     from hypersearch.results import load_run
 
     err = Console(stderr=True)
-    given = {"--seed": seed, "--name": name, "--out": out}
+    given = {"--seed": seed, "--name": name, "--out": out, "--scheduler": scheduler}
     _check_resume("run", resume, experiment, given)
     _check_executor_flags(executor, gpus, trials_per_gpu, ray_address)
     if algo is not None:
@@ -187,6 +194,7 @@ def run(
         trials_per_gpu=trials_per_gpu,
         progress=lambda store: RunProgress(store, err, quiet=as_json),
         population=population,
+        scheduler=scheduler,
     )
     run_data = load_run(result.run_dir)
     if as_json:

@@ -16,7 +16,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,7 +39,9 @@ from hypersearch.objectives import build_objective
 from hypersearch.objectives.base import check_objectives, trial_seed
 from hypersearch.processes import trial_dir_free
 from hypersearch.runner import Runner
+from hypersearch.schedulers import Scheduler, create_scheduler
 from hypersearch.store import INFO_ATTR, RunStore, TrialRecord, read_manifest
+from hypersearch.trials import PRUNED, Report
 
 POLL_SECONDS = 1.0
 # How long a resumed run waits for the processes of the killed run (which die within moments of
@@ -97,6 +99,7 @@ def optimize(
     runner: Runner,
     clock: _Clock,
     progress: Progress | None = None,
+    scheduler: Scheduler | None = None,
 ) -> None:
     """ask → submit → collect → tell → record, until the budget of finished trials is reached.
 
@@ -105,7 +108,9 @@ def optimize(
     the algorithm is told only the retry's result.
     """
     budget = store.experiment.budget.trials
-    in_flight = _resume(store, algorithm, runner)  # trial number -> its suggestion
+    scheduler = scheduler or Scheduler()
+    in_flight = _resume(store, algorithm, runner, scheduler)  # trial number -> its suggestion
+    runner.listen(_judge(store, scheduler))  # reports: recorded, then judged at once
     n_finished = store.counted()
     changed = False  # trials finished since the last export
     while True:
@@ -123,8 +128,6 @@ def optimize(
             )
         with clock.waiting():
             finished = runner.collect(POLL_SECONDS)
-        # Early stopping plugs in here: intermediate reports from ``runner.collect`` go to the
-        # scheduler, whose stop decisions go back through the runner to the executor.
         observations = []
         for done in finished:
             suggestion, extra = in_flight.pop(done.number), dict(done.extra)
@@ -133,7 +136,8 @@ def optimize(
                 in_flight[retry], extra["retried_as"] = suggestion, retry
             record = store.finish_trial(_checked(done.result, store.experiment), **extra)
             if not record.superseded:
-                observations.append(Observation(suggestion.id, suggestion.x, store.losses(record)))
+                scheduler.finished(record.number, record.state, _loss(store, record.metrics))
+                observations.append(_told(suggestion, store, record))
                 n_finished += 1
             if progress is not None:
                 progress.trial_finished(record, store)
@@ -168,14 +172,44 @@ def _start(
     return number
 
 
-def _resume(store: RunStore, algorithm: Algorithm, runner: Runner) -> dict[int, Suggestion]:
+def _judge(store: RunStore, scheduler: Scheduler) -> Callable[[Report], bool]:
+    """Record a report in the study, then let the scheduler judge its first objective."""
+
+    def hear(report: Report) -> bool:
+        store.report(report)
+        loss = _loss(store, report.metrics)
+        return loss is not None and scheduler.report(report.number, report.step, loss)
+
+    return hear
+
+
+def _loss(store: RunStore, metrics: Mapping[str, float]) -> float | None:
+    """The first objective as a loss (negated if maximized); None if it is missing."""
+    metric, direction = next(iter(store.experiment.objectives.items()))
+    value = metrics.get(metric)
+    if value is None:
+        return None
+    return -float(value) if direction == "maximize" else float(value)
+
+
+def _told(suggestion: Suggestion, store: RunStore, record: TrialRecord) -> Observation:
+    """A pruned trial is told with the step it was stopped at and no final losses (so no
+    algorithm mistakes it for a finished one)."""
+    step = record.steps if record.state == PRUNED else None
+    return Observation(suggestion.id, suggestion.x, store.losses(record), step)
+
+
+def _resume(
+    store: RunStore, algorithm: Algorithm, runner: Runner, scheduler: Scheduler
+) -> dict[int, Suggestion]:
     """Bring a fresh algorithm up to date with the study (resume and warm start are one
     feature): told every counted finished trial in the order they finished, under the id and
     point it was asked as; handed the trials a kill cut off as pending, which run again under
     their number (``_renumber_held``)."""
     counted = [r for r in store.finished() if not r.superseded]
     counted.sort(key=lambda r: (r.order is not None, r.order or 0, r.number))
-    algorithm.tell([_observation(store, r) for r in counted])
+    algorithm.tell([_told(_suggestion(store, r), store, r) for r in counted])
+    _replay(store, scheduler, counted)
     in_flight = {r.number: _suggestion(store, r) for r in store.running()}
     algorithm.pending(list(in_flight.values()))
     retries = _renumber_held(store, in_flight)
@@ -193,9 +227,14 @@ def _suggestion(store: RunStore, record: TrialRecord) -> Suggestion:
     return Suggestion(id_, x)
 
 
-def _observation(store: RunStore, record: TrialRecord) -> Observation:
-    suggestion = _suggestion(store, record)
-    return Observation(suggestion.id, suggestion.x, store.losses(record))
+def _replay(store: RunStore, scheduler: Scheduler, finished: list[TrialRecord]) -> None:
+    """The scheduler hears again every recorded report of the finished and running trials."""
+    sign = -1.0 if next(iter(store.experiment.objectives.values())) == "maximize" else 1.0
+    for record in [*finished, *store.running()]:
+        for step, value in sorted(record.curve.items()):
+            scheduler.report(record.number, step, sign * value)
+        if record.finished:
+            scheduler.finished(record.number, record.state, _loss(store, record.metrics))
 
 
 def _renumber_held(store: RunStore, in_flight: dict[int, Suggestion]) -> dict[int, int]:
@@ -266,6 +305,7 @@ def run(
     trials_per_gpu: int = 1,
     progress: Callable[[RunStore], Progress] | None = None,
     population: str = "auto",
+    scheduler: str | None = None,
 ) -> RunResult:
     """Run (or, with ``resume``, continue) an experiment; returns the run folder and summary.
 
@@ -275,7 +315,9 @@ def run(
     local Ray instance. ``gpus`` (default: every GPU found) and ``trials_per_gpu`` place the
     local executor's workers: one per GPU slot, or ``parallel`` CPU workers without GPUs.
     ``population`` (``auto``, ``on``, ``off``): train compatible built-in-trainer trials
-    together as one stacked model (see ``population_size``).
+    together as one stacked model (see ``population_size``). ``scheduler`` (``none``,
+    ``median``, ``asha``, ``hyperband``) replaces the experiment's ``scheduler`` (a new run
+    only; options given in the file for the same scheduler are kept).
     """
     check_executor(executor, ray_address)
     if population not in POPULATION_MODES:
@@ -285,7 +327,9 @@ def run(
     store = (
         _resumed(Path(resume), algo, trials, parallel, storage)
         if resume is not None
-        else _created(experiment, algo or "tpe", trials, parallel, seed, Path(out), name, storage)
+        else _created(
+            experiment, algo or "tpe", trials, parallel, seed, Path(out), name, storage, scheduler
+        )
     )
     try:
         exp = store.experiment
@@ -330,10 +374,13 @@ def drive(
     with sigterm_as_interrupt(), watcher or contextlib.nullcontext():
         try:
             size = population_size(population, exp, algorithm)
-            policy = build_objective(exp.objective).dispatch_policy(size)
-            optimize(store, algorithm, Runner(pool, policy), clock, watcher)
+            runner = Runner(pool, build_objective(exp.objective).dispatch_policy(size))
+            scheduler = create_scheduler(*exp.scheduler_spec())
+            optimize(store, algorithm, runner, clock, watcher, scheduler)
         except KeyboardInterrupt:
             interrupted = True
+        finally:
+            pool.listen(None)  # the pool may serve the next run of a compare
     summary = store.export(clock.wall, clock.overhead)
     return RunResult(store.run_dir, summary, interrupted)
 
@@ -351,6 +398,8 @@ def population_size(mode: str, experiment: Experiment, algorithm: Algorithm) -> 
         )
     if mode == "off" or experiment.objective.trainer is None:
         return 1
+    if experiment.scheduler_spec()[0] != "none":  # members cannot be stopped one by one yet
+        return 1
     if mode == "auto" and not algorithm.batch_friendly:
         return 1
     return experiment.budget.population_size
@@ -365,13 +414,16 @@ def _created(
     out: Path,
     name: str | None,
     storage: str | None,
+    scheduler: str | None = None,
 ) -> RunStore:
     if experiment is None:
         raise UserInputError("no experiment given")
     if name is not None:
         check_name(name, "--name")
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
-    exp = exp.with_overrides(trials=trials, parallel=parallel, seed=seed, name=name)
+    exp = exp.with_overrides(
+        trials=trials, parallel=parallel, seed=seed, name=name, scheduler=scheduler
+    )
     algorithms.get_algorithm(algo)
     build_objective(exp.objective).check()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

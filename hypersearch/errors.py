@@ -48,6 +48,11 @@ class AlgorithmError(HypersearchError):
     """An algorithm broke its contract (e.g. asked nothing while no trial is in flight)."""
 
 
+class TrialPruned(HypersearchError):
+    """Raised by an objective that saw ``ctx.should_stop()``: the trial is recorded PRUNED with
+    its last reported metrics (returning them instead is the same)."""
+
+
 class TrialFailure(HypersearchError):
     """Raised inside a worker to fail one trial with a reason (never stops the run).
 

@@ -167,6 +167,8 @@ class Experiment(StrictModel):
     params: dict[str, Param] = {}
     budget: Budget = Budget()
     algorithm: dict[str, dict[str, Any]] = {}
+    # Early stopping: a scheduler's name, or {name: {option: value}} (hypersearch.schedulers).
+    scheduler: str | dict[str, dict[str, Any]] = "none"
     ray: RaySpec = RaySpec()
     # Hypervolume reference point, in each objective's own units (default: derived from the
     # observed values; see pareto.py).
@@ -241,7 +243,27 @@ class Experiment(StrictModel):
 
         for algo, options in self.algorithm.items():
             validate_options(algo, options, field=f"algorithm.{algo}")
+        from hypersearch.schedulers import validate
+
+        validate(*self.scheduler_spec())
         return self
+
+    def scheduler_spec(self) -> tuple[str, dict[str, Any]]:
+        """The scheduler's name and options. On the built-in trainer a trial's steps are its
+        epochs, which ``max_step`` defaults to."""
+        options: dict[str, Any]
+        if isinstance(self.scheduler, str):
+            name, options = self.scheduler, {}
+        elif len(self.scheduler) != 1:
+            raise ExperimentError(
+                "scheduler", f"must name one scheduler (got {', '.join(self.scheduler) or 'none'})"
+            )
+        else:
+            ((name, options),) = self.scheduler.items()
+        trainer = self.objective.trainer
+        if trainer is not None and name in ("asha", "hyperband"):
+            options = {"max_step": trainer.epochs, **options}
+        return name, dict(options)
 
     def _check_reference_point(self) -> None:
         assert self.reference_point is not None
@@ -303,6 +325,8 @@ class Experiment(StrictModel):
                 continue
             if key in budget_keys:
                 data["budget"][key] = value
+            elif key == "scheduler" and isinstance(data.get("scheduler"), dict):
+                data[key] = value if value not in data[key] else {value: data[key][value]}
             else:
                 data[key] = value
         return parse_experiment(data)

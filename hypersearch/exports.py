@@ -4,10 +4,11 @@ They are what readers (``results.load_run``, ``hypersearch report``, ``hypersear
 pandas) use instead of the study, so they are rewritten atomically after every finished trial: a
 reader never sees half a file, and never needs the run's lock or its storage URL.
 
-``trials.csv``: ``number,state,<param…>,<metric…>,duration_s,error,superseded`` (objectives
-first among the metrics). ``superseded`` is true for a trial whose worker was lost and whose
-retry took its place: it is shown, but left out of budgets, curves and failure counts, as the
-store's ``counted()`` leaves it out.
+``trials.csv``: ``number,state,<param…>,<metric…>,duration_s,error,superseded,steps``
+(objectives first among the metrics; state COMPLETE, FAIL, PRUNED or RUNNING). ``superseded``
+is true for a trial whose worker was lost and whose retry took its place: it is shown, but left
+out of budgets, curves and failure counts, as the store's ``counted()`` leaves it out.
+``steps`` is the last step a trial reported (a PRUNED trial's is where it was stopped).
 
 This module reads a run through the ``RecordedRun`` protocol (which ``store.RunStore``
 satisfies) and never imports the store, which imports it.
@@ -30,11 +31,12 @@ import pandas as pd
 
 from hypersearch import pareto
 from hypersearch.errors import user_errors
-from hypersearch.executors.base import COMPLETE, FAIL
 from hypersearch.experiment import Experiment
 from hypersearch.records import TrialRecord, record_losses
+from hypersearch.trials import COMPLETE, FAIL, PRUNED
 
 SUPERSEDED = "superseded"  # the trials.csv column, after the columns it had before it
+STEPS = "steps"  # the last step a trial reported (empty if it reported none), last
 
 
 class RecordedRun(Protocol):
@@ -68,10 +70,20 @@ def trials_frame(records: Sequence[TrialRecord], experiment: Experiment) -> pd.D
             "duration_s": r.duration_s,
             "error": r.error,
             SUPERSEDED: r.superseded,
+            STEPS: r.steps,
         }
         for r in records
     ]
-    columns = ["number", "state", *experiment.params, *metrics, "duration_s", "error", SUPERSEDED]
+    columns = [
+        "number",
+        "state",
+        *experiment.params,
+        *metrics,
+        "duration_s",
+        "error",
+        SUPERSEDED,
+        STEPS,
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -119,6 +131,8 @@ def summary(run: RecordedRun, wall_seconds: float, overhead_seconds: float) -> d
         "failed": sum(r.state == FAIL for r in finished),
         "running": len(run.running()),
         "superseded": sum(r.superseded for r in finished),
+        "pruned": sum(r.state == PRUNED for r in finished),
+        "steps": sum(r.steps or 0 for r in finished),  # steps (epochs) trained, in all
         "objectives": dict(experiment.objectives),
         "best": None
         if best is None

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypersearch.executors.base import COMPLETE, FAIL
+from hypersearch.trials import COMPLETE, FAIL, PRUNED
 
 RUNNING = "RUNNING"
 
@@ -32,10 +32,12 @@ class TrialRecord:
     x: list[float] | None = None  # the unit-cube point it was asked as, when recorded
     suggestion_id: int | None = None  # the algorithm's id for it, when recorded
     order: int | None = None  # its place in the order trials finished (0, 1, …), when recorded
+    steps: int | None = None  # the last step it reported (PRUNED: the step it was stopped at)
+    curve: dict[int, float] = field(default_factory=dict)  # first objective's value per step
 
     @property
     def finished(self) -> bool:
-        return self.state in (COMPLETE, FAIL)
+        return self.state in (COMPLETE, FAIL, PRUNED)
 
     @property
     def superseded(self) -> bool:

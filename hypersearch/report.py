@@ -34,7 +34,7 @@ from hypersearch.comparison import Comparison, evaluate, is_compare_dir, open_co
 from hypersearch.comparison import compare as run_comparison
 from hypersearch.engine import RunResult
 from hypersearch.errors import UserInputError
-from hypersearch.results import COMPLETE, RunData, is_run_dir, load_run
+from hypersearch.results import COMPLETE, PRUNED, RunData, is_run_dir, load_run
 from hypersearch.stats import Results
 from hypersearch.store import MAX_METRICS, RunStore, TrialRecord
 
@@ -123,9 +123,11 @@ class RunProgress:
             return
         outcome = (
             f"{self.primary}={_num(record.metrics.get(self.primary))}"
-            if record.state == "COMPLETE"
-            else record.error
+            if record.state in ("COMPLETE", "PRUNED")
+            else str(record.error)
         )
+        if record.state == "PRUNED":
+            outcome += f" at step {record.steps}"
         say(
             self.console,
             f"trial {record.number} {record.state} {outcome} · best {best} · "
@@ -189,9 +191,11 @@ def print_run_end(console: Console, run: RunData, interrupted: bool) -> None:
     console.print(best_trials_table(run))
     hv = summary.get("hypervolume")
     counted, failed = run.tally()
+    pruned = int((run.counted["state"] == PRUNED).sum())
+    stopped = f", {pruned} pruned" if pruned else ""
     say(
         console,
-        f"{counted - failed} complete, {failed} failed of "
+        f"{counted - failed - pruned} complete, {failed} failed{stopped} of "
         f"{summary['budget']} · {summary['wall_seconds']:.1f}s wall, "
         f"{summary['overhead_seconds']:.1f}s engine overhead"
         + (f" · hypervolume {hv:.6g}" if hv is not None else ""),

@@ -24,9 +24,9 @@ import pandas as pd
 
 from hypersearch import pareto
 from hypersearch.errors import RunFolderError
-from hypersearch.executors.base import COMPLETE, FAIL
 from hypersearch.experiment import Experiment, load_experiment
 from hypersearch.exports import SUPERSEDED, trials_frame
+from hypersearch.trials import COMPLETE, FAIL, PRUNED
 
 
 @dataclass
@@ -72,8 +72,9 @@ class RunData:
 
     @property
     def finished(self) -> pd.DataFrame:
-        """Finished trials (COMPLETE or FAIL) in trial-number order, superseded ones too."""
-        return self.trials[self.trials["state"].isin([COMPLETE, FAIL])].sort_values("number")
+        """Finished trials (COMPLETE, FAIL or PRUNED) by number, superseded ones too."""
+        finished = self.trials["state"].isin([COMPLETE, FAIL, PRUNED])
+        return self.trials[finished].sort_values("number")
 
     @property
     def counted(self) -> pd.DataFrame:

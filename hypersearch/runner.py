@@ -5,22 +5,21 @@ attempt again when the objective's ``DispatchPolicy`` says so (the trainer's bat
 
 The engine only submits trials and collects finished ones. A failure the policy wants retried
 as a *new* trial (a lost worker) is reported with ``retry`` set: new trials are the engine's
-to create. Early stopping (next) plugs in here too: ``collect`` will also hand the engine the
-trials' intermediate reports, and a ``stop(number)`` will relay the scheduler's decision to
-the executor.
+to create. Reports reach the engine's ``listen``-er as the executor hears them (inside
+``collect``); its answer goes back to the trial as a stop.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from hypersearch.executors.base import Executor
 from hypersearch.objectives.base import DispatchPolicy
-from hypersearch.trials import PopulationRequest, TrialRequest, TrialResult
+from hypersearch.trials import PopulationRequest, Report, TrialRequest, TrialResult
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,10 @@ class Runner:
         self.caps: dict[int, int] = {}  # the largest population a trial may join
         self.splits: dict[int, list[int]] = {}  # population sizes that ran out of memory
         self.retry_of: dict[int, int] = {}  # a retry's number -> the trial it retries
+
+    def listen(self, listener: Callable[[Report], bool] | None) -> None:
+        """Hear every trial's reports; answering True stops that trial."""
+        self.executor.listen(listener)
 
     def submit(self, request: TrialRequest, retry_of: int | None = None) -> None:
         self.queue.append(request)

@@ -36,11 +36,11 @@ from hypersearch.errors import (
     format_validation_error,
     user_errors,
 )
-from hypersearch.executors.base import COMPLETE, FAIL, TrialResult
 from hypersearch.experiment import Experiment, load_experiment
 from hypersearch.exports import atomic_write, versions
 from hypersearch.folders import create_folder
 from hypersearch.records import RUNNING, TrialRecord, record_losses
+from hypersearch.trials import COMPLETE, FAIL, PRUNED, Report, TrialResult
 
 __all__ = [
     "INFO_ATTR",
@@ -62,7 +62,12 @@ MAX_METRICS = 256
 INFO_ATTR = "hypersearch"  # the per-trial user attr holding duration, device, reason, error
 X_ATTR = "hypersearch:x"  # the per-trial system attr holding the unit-cube point it was asked as
 ID_ATTR = "hypersearch:id"  # and the one holding the algorithm's id for it
-_STATES = {TrialState.COMPLETE: COMPLETE, TrialState.FAIL: FAIL, TrialState.RUNNING: RUNNING}
+_STATES = {
+    TrialState.COMPLETE: COMPLETE,
+    TrialState.FAIL: FAIL,
+    TrialState.PRUNED: PRUNED,
+    TrialState.RUNNING: RUNNING,
+}
 
 
 class RunStore:
@@ -249,6 +254,7 @@ class RunStore:
             "error": result.error,
             "traceback": result.traceback,
             "order": self._next_order,  # resume tells trials in this order
+            "steps": result.step,
             **info_extra,
         }
         if dropped:
@@ -258,6 +264,8 @@ class RunStore:
             if result.state == COMPLETE:
                 values = [metrics[m] for m in self.experiment.objectives]
                 self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE, values)
+            elif result.state == PRUNED:
+                self.storage.set_trial_state_values(trial_id, TrialState.PRUNED)
             else:
                 self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
         record = self.records[result.number]
@@ -268,8 +276,24 @@ class RunStore:
         record.error = f"{result.reason}: {result.error}" if result.state == FAIL else None
         record.dropped = dropped
         record.order = self._next_order
+        record.steps = result.step if result.step is not None else record.steps
         self._next_order += 1
         return record
+
+    def report(self, report: Report) -> None:
+        """An intermediate result: the first objective's value at the step becomes the
+        trial's Optuna intermediate value (optuna-dashboard draws the learning curves)."""
+        record = self.records[report.number]
+        record.steps = report.step
+        metric = next(iter(self.experiment.objectives))
+        value = report.metrics.get(metric)
+        if value is None:
+            return
+        record.curve[report.step] = float(value)
+        with user_errors("run folder", self.storage_url, writing=True):
+            self.storage.set_trial_intermediate_value(
+                self._trial_ids[report.number], report.step, float(value)
+            )
 
     def _capped(self, metrics: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
         """The objectives and the first ``MAX_METRICS`` other metrics; and the names left out."""
@@ -361,6 +385,8 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         x=trial.system_attrs.get(X_ATTR),
         suggestion_id=trial.system_attrs.get(ID_ATTR),
         order=info.get("order"),
+        steps=trial.last_step if info.get("steps") is None else info["steps"],
+        curve=dict(trial.intermediate_values),
     )
 
 

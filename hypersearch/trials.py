@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-COMPLETE, FAIL = "COMPLETE", "FAIL"
+COMPLETE, FAIL, PRUNED = "COMPLETE", "FAIL", "PRUNED"
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,24 @@ class TrialResult:
     device: str = "cpu"
     traceback: str | None = None
     members: tuple[TrialResult, ...] = ()  # a population's results, one per member
+    step: int | None = None  # the last step the trial reported (PRUNED: where it stopped)
 
     @classmethod
     def failed(cls, request: TrialRequest, reason: str, error: str, **kw: Any) -> TrialResult:
         return cls(request.number, FAIL, error=error, reason=reason, **kw)
+
+
+@dataclass(frozen=True)
+class Report:
+    """An intermediate result: trial ``number``'s metrics at ``step`` (e.g. an epoch)."""
+
+    number: int
+    step: int
+    metrics: dict[str, float]
+
+
+class Channel(Protocol):
+    """How a running trial talks to the driver: its reports go out, a stop comes back."""
+
+    def report(self, report: Report) -> None: ...
+    def stopped(self, number: int) -> bool: ...

@@ -200,7 +200,8 @@ def test_run_writes_the_run_folder(hartmann_run: Any, algo: str) -> None:
 
     params = [f"x{i}" for i in range(6)]
     header = csv_header(run_dir / "trials.csv")
-    columns = ["number", "state", *params, "value", "regret", "duration_s", "error", "superseded"]
+    tail = ["duration_s", "error", "superseded", "steps"]
+    columns = ["number", "state", *params, "value", "regret", *tail]
     assert header == columns
     rows = read_csv(run_dir / "trials.csv")
     assert [int(r["number"]) for r in rows] == list(range(20))
@@ -432,6 +433,7 @@ def test_maximized_objective_reports_the_largest_value_as_best(
         "duration_s",
         "error",
         "superseded",
+        "steps",
     ]
     scores = {int(r["number"]): float(r["score"]) for r in rows}
     assert len(scores) == 8 and len(set(scores.values())) > 1

@@ -427,8 +427,8 @@ def test_command_metrics_become_columns(write_experiment, tmp_path: Path) -> Non
     assert (summary["trials"], summary["complete"], summary["failed"]) == (6, 4, 2)
     header, rows = read_rows(Path(summary["run_dir"]))
     assert header[:5] == ["number", "state", "x", "acc", "loss"]
-    assert header[-3:] == ["duration_s", "error", "superseded"]
-    assert set(header[5:-3]) == {"extra_m", "other_m"}
+    assert header[-4:] == ["duration_s", "error", "superseded", "steps"]
+    assert set(header[5:-4]) == {"extra_m", "other_m"}
     for row in rows:
         number = int(row["number"])
         if number % 3 == 0:
@@ -501,7 +501,8 @@ def test_python_mapping_records_every_metric(user_module, tmp_path: Path) -> Non
     assert (result.summary["trials"], result.summary["complete"]) == (4, 4)
     header, rows = read_rows(result.run_dir)
     metrics = ["value", "double", "const"]
-    assert header == ["number", "state", "x", *metrics, "duration_s", "error", "superseded"]
+    tail = ["duration_s", "error", "superseded", "steps"]
+    assert header == ["number", "state", "x", *metrics, *tail]
     for row in rows:
         assert float(row["value"]) == float(row["x"])
         assert float(row["double"]) == pytest.approx(2 * float(row["x"]))

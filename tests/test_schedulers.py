@@ -12,7 +12,7 @@ def test_registry_names_and_none_never_stops() -> None:
     assert list(available()) == ["none", "asha", "hyperband", "median"]
     none = create("none")
     assert not any(none.report(0, step, 1e9) for step in range(1, 20))
-    with pytest.raises(ExperimentError, match=r"^--scheduler: unknown scheduler 'ashaa'"):
+    with pytest.raises(ExperimentError, match=r"^scheduler: unknown scheduler 'ashaa'"):
         create("ashaa")
 
 

@@ -12,14 +12,23 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from hypersearch.errors import TrialFailure
+from hypersearch.errors import TrialFailure, TrialPruned
 from hypersearch.objectives.base import Objective, TrialContext, as_metrics
 from hypersearch.processes import holding_trial_dir
-from hypersearch.trials import COMPLETE, FAIL, PopulationRequest, TrialRequest, TrialResult
+from hypersearch.trials import (
+    COMPLETE,
+    FAIL,
+    PRUNED,
+    Channel,
+    PopulationRequest,
+    Report,
+    TrialRequest,
+    TrialResult,
+)
 
 __all__ = [
     "COMPLETE",
@@ -33,23 +42,35 @@ __all__ = [
 
 
 def execute(
-    objective: Objective, request: TrialRequest, device: str, enforce_timeout: bool = False
+    objective: Objective,
+    request: TrialRequest,
+    device: str,
+    enforce_timeout: bool = False,
+    channel: Channel | None = None,
 ) -> TrialResult:
     """Run one trial (or population) in this process and turn whatever happens into a
-    ``TrialResult``."""
+    ``TrialResult``; its reports go out through ``channel``."""
     timeout = request.timeout if enforce_timeout else None
     start = time.perf_counter()
     members = request.members if isinstance(request, PopulationRequest) else (request,)
+    ctx = TrialContext(
+        request.number,
+        request.seed,
+        device,
+        request.trial_dir,
+        timeout,
+        request.overrides,
+        channel,
+    )
     try:
         with _alarm(timeout), contextlib.ExitStack() as held:
             for member in members:  # a trial's folder is never shared with a stray process
                 held.enter_context(holding_trial_dir(member.trial_dir))
             if isinstance(request, PopulationRequest):
-                return _population(objective, request, device, start)
-            ctx = TrialContext(
-                request.number, request.seed, device, request.trial_dir, timeout, request.overrides
-            )
+                return _population(objective, request, device, start, channel)
             metrics = as_metrics(objective.evaluate(request.config, ctx), "objective")
+    except TrialPruned:
+        return _pruned(ctx, None, device, time.perf_counter() - start)
     except TrialFailure as failure:
         return TrialResult.failed(
             request,
@@ -68,24 +89,58 @@ def execute(
             duration_s=time.perf_counter() - start,
             traceback=traceback.format_exc(limit=-8),
         )
+    if ctx.should_stop():  # it returned its latest metrics after the scheduler stopped it
+        return _pruned(ctx, metrics, device, time.perf_counter() - start)
+    step = ctx.reports[-1].step if ctx.reports else None
     return TrialResult(
-        request.number, COMPLETE, metrics, duration_s=time.perf_counter() - start, device=device
+        request.number,
+        COMPLETE,
+        metrics,
+        duration_s=time.perf_counter() - start,
+        device=device,
+        step=step,
+    )
+
+
+def _pruned(
+    ctx: TrialContext, metrics: dict[str, float] | None, device: str, duration_s: float
+) -> TrialResult:
+    """A trial the scheduler stopped (or that gave up itself): its metrics (else the last
+    reported ones) and the step it reached."""
+    last = ctx.reports[-1] if ctx.reports else None
+    if metrics is None:
+        metrics = dict(last.metrics) if last is not None else {}
+    step = None if last is None else last.step
+    reason = f"stopped at step {step}" if step is not None else "stopped before any report"
+    return TrialResult(
+        ctx.number,
+        PRUNED,
+        metrics,
+        error=reason,
+        reason="pruned",
+        duration_s=duration_s,
+        device=device,
+        step=step,
     )
 
 
 def _population(
-    objective: Objective, request: PopulationRequest, device: str, start: float
+    objective: Objective,
+    request: PopulationRequest,
+    device: str,
+    start: float,
+    channel: Channel | None,
 ) -> TrialResult:
     """Train the members together; a member's failure fails only that member, and its
-    duration is its share of the population's time."""
+    duration is its share of the population's time. Members report each on their own."""
     contexts = [
-        TrialContext(m.number, m.seed, device, m.trial_dir, None, m.overrides)
+        TrialContext(m.number, m.seed, device, m.trial_dir, None, m.overrides, channel)
         for m in request.members
     ]
     outcomes = objective.evaluate_population([m.config for m in request.members], contexts)
     share = (time.perf_counter() - start) / len(request.members)
     members = []
-    for member, outcome in zip(request.members, outcomes, strict=True):
+    for member, ctx, outcome in zip(request.members, contexts, outcomes, strict=True):
         try:
             if isinstance(outcome, TrialFailure):
                 raise outcome
@@ -97,8 +152,11 @@ def _population(
                 )
             )
             continue
+        step = ctx.reports[-1].step if ctx.reports else None
         members.append(
-            TrialResult(member.number, COMPLETE, metrics, duration_s=share, device=device)
+            TrialResult(
+                member.number, COMPLETE, metrics, duration_s=share, device=device, step=step
+            )
         )
     return TrialResult(
         request.number,
@@ -129,7 +187,19 @@ def _alarm(seconds: float | None) -> Iterator[None]:
 
 
 class Executor(abc.ABC):
-    """Runs trials somewhere; the engine keeps ``free_slots()`` of them busy."""
+    """Runs trials somewhere; the engine keeps ``free_slots()`` of them busy. Trials' reports
+    go to the ``listen``-er as they arrive; when it answers True the trial is told to stop
+    (``ctx.should_stop()``; a command's process group gets SIGTERM)."""
+
+    listener: Callable[[Report], bool] | None = None
+
+    def listen(self, listener: Callable[[Report], bool] | None) -> None:
+        """Hear every report (None: stop listening); the answer is whether the trial stops."""
+        self.listener = listener
+
+    def heard(self, report: Report) -> bool:
+        """Pass a report on; whether its trial should stop."""
+        return self.listener is not None and bool(self.listener(report))
 
     @abc.abstractmethod
     def submit(self, request: TrialRequest) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 from hypersearch.executors.base import Executor, TrialRequest, TrialResult, execute
 from hypersearch.objectives import build_objective
 from hypersearch.processes import descendants, kill_all
+from hypersearch.trials import Report
 
 
 class InlineExecutor(Executor):
@@ -21,6 +22,15 @@ class InlineExecutor(Executor):
         self.objective = build_objective(objective_spec)
         self.parallel = parallel
         self._queue: deque[TrialRequest] = deque()
+        self._stopped: set[int] = set()  # trials the listener stopped
+
+    def report(self, report: Report) -> None:
+        """The trial's channel: the listener judges each report as it is made."""
+        if self.heard(report):
+            self._stopped.add(report.number)
+
+    def stopped(self, number: int) -> bool:
+        return number in self._stopped
 
     def submit(self, request: TrialRequest) -> int:
         self._queue.append(request)
@@ -31,7 +41,7 @@ class InlineExecutor(Executor):
             return []
         request = self._queue.popleft()
         before = descendants(os.getpid()) if request.timeout is not None else set()
-        result = execute(self.objective, request, "cpu", enforce_timeout=True)
+        result = execute(self.objective, request, "cpu", enforce_timeout=True, channel=self)
         if result.reason == "timeout":  # what the trial started runs on without it: stop it
             kill_all(descendants(os.getpid()) - before)
         return [result]

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -25,8 +26,9 @@ from typing import Any
 from hypersearch.database import trial_environment
 from hypersearch.devices import Slot, plan_slots
 from hypersearch.executors.base import Executor, TrialRequest, TrialResult
-from hypersearch.executors.worker import STARTED
+from hypersearch.executors.worker import REPORT, STARTED, VERDICT
 from hypersearch.processes import kill_group
+from hypersearch.trials import Report
 
 TIMEOUT_GRACE_S = 1.0
 STARTUP_LIMIT_S = 300.0
@@ -134,7 +136,7 @@ class LocalExecutor(Executor):
         for index, worker in enumerate(self._workers):
             if worker.request is None:
                 continue
-            result, lost = _receive(worker)
+            result, lost = _receive(worker, self.heard)
             if result is not None and _cuda_error(result):
                 self._replace(index)  # a CUDA error can leave the context broken: fresh worker
             if result is None:
@@ -173,8 +175,9 @@ class LocalExecutor(Executor):
         self._workers = []
 
 
-def _receive(worker: _Worker) -> tuple[TrialResult | None, bool]:
-    """Read what the worker sent: its start acknowledgement and/or its result; (result, lost)."""
+def _receive(worker: _Worker, heard: Callable[[Report], bool]) -> tuple[TrialResult | None, bool]:
+    """Read what the worker sent: its start acknowledgement, reports (each judged at once, the
+    verdict sent back) and/or its result; (result, lost)."""
     while worker.conn.poll():
         try:
             message = worker.conn.recv()
@@ -182,6 +185,11 @@ def _receive(worker: _Worker) -> tuple[TrialResult | None, bool]:
             return None, True  # its end of the socket closed: it died
         if message == STARTED:
             worker.started = time.monotonic()
+        elif isinstance(message, tuple) and message[:1] == (REPORT,):
+            report = message[1]
+            stop = heard(report)
+            with contextlib.suppress(OSError):  # a dead worker is found by the next read
+                worker.conn.send((VERDICT, report.number, stop))
         else:
             worker.request = None
             return message, False

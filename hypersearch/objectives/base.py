@@ -16,12 +16,13 @@ from typing import Any, TypeVar
 import numpy as np
 
 from hypersearch.errors import TrialFailure
-from hypersearch.trials import TrialRequest, TrialResult
+from hypersearch.trials import Channel, Report, TrialRequest, TrialResult
 
 
 @dataclass(frozen=True)
 class TrialContext:
-    """What a trial may know about itself besides its config."""
+    """What a trial may know about itself besides its config, and how it reports: ``report``
+    an intermediate result at a step, ``should_stop`` once the scheduler stopped the trial."""
 
     number: int
     seed: int
@@ -29,6 +30,28 @@ class TrialContext:
     trial_dir: Path
     timeout: float | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)  # settings forced by the executor
+    channel: Channel | None = None  # to the driver (None: reports are only kept here)
+    reports: list[Report] = field(default_factory=list)  # what this trial reported, in order
+
+    def report(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Record ``metrics`` at ``step`` (an int, increasing: e.g. the epoch); the scheduler
+        judges it at once."""
+        if isinstance(step, bool) or not isinstance(step, int):
+            raise TrialFailure("exception", f"report step must be an int (got {step!r})")
+        if self.reports and step <= self.reports[-1].step:
+            raise TrialFailure(
+                "exception",
+                f"report steps must increase (got {step} after {self.reports[-1].step})",
+            )
+        report = Report(self.number, step, as_metrics(metrics, "report"))
+        self.reports.append(report)
+        if self.channel is not None:
+            self.channel.report(report)
+
+    def should_stop(self) -> bool:
+        """True once the scheduler stopped this trial: return the latest metrics, or raise
+        ``hypersearch.TrialPruned``; either way the trial is recorded PRUNED."""
+        return self.channel is not None and self.channel.stopped(self.number)
 
 
 def trial_seed(run_seed: int, number: int) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from hypersearch.schedulers import asha, hyperband, median  # noqa: F401  (registers them)
-from hypersearch.schedulers.base import Scheduler, available, create, register
+from hypersearch.schedulers.base import Scheduler, available, create, register, validate
 
-__all__ = ["Scheduler", "available", "create", "register"]
+create_scheduler = create
+
+__all__ = ["Scheduler", "available", "create", "create_scheduler", "register", "validate"]

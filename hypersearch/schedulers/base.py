@@ -110,10 +110,20 @@ def parse_options(
         raise format_validation_error(err, prefix=field or f"scheduler.{cls.name}") from None
 
 
-def create(name: str, options: Mapping[str, Any] | None = None) -> Scheduler:
-    """Build a registered scheduler by name."""
+def validate(name: str, options: Mapping[str, Any]) -> None:
+    """Check the experiment's ``scheduler`` without building it."""
     if name not in _REGISTRY:
         raise ExperimentError(
-            "--scheduler", f"unknown scheduler {name!r} (choose from: {', '.join(_REGISTRY)})"
+            "scheduler", f"unknown scheduler {name!r} (choose from: {', '.join(_REGISTRY)})"
         )
+    if not isinstance(options, Mapping):
+        raise ExperimentError(
+            f"scheduler.{name}", f"must be a mapping of options (got {options!r})"
+        )
+    parse_options(_REGISTRY[name], options)
+
+
+def create(name: str, options: Mapping[str, Any] | None = None) -> Scheduler:
+    """Build a registered scheduler by name."""
+    validate(name, options or {})
     return _REGISTRY[name](**dict(options or {}))

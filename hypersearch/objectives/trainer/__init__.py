@@ -35,8 +35,19 @@ class TrainerObjective(Objective):
         from hypersearch.objectives.trainer.loop import train
 
         settings = self.settings(config, ctx.overrides)
+
+        def epoch_done(epoch: int, metrics: dict[str, float]) -> bool:
+            """Report every epoch (step = epoch); stop when the scheduler says so."""
+            ctx.report(epoch, metrics)
+            return ctx.should_stop()
+
         return train(
-            settings, _data(settings), seed=ctx.seed, device=_device(ctx), trial_dir=ctx.trial_dir
+            settings,
+            _data(settings),
+            seed=ctx.seed,
+            device=_device(ctx),
+            trial_dir=ctx.trial_dir,
+            epoch_done=epoch_done,
         )
 
     def evaluate_population(

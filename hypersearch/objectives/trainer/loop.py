@@ -12,6 +12,7 @@ import csv
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,8 +133,13 @@ def train(
     device: str,
     trial_dir: Path | None = None,
     dtype: torch.dtype = torch.float32,
+    epoch_done: Callable[[int, dict[str, float]], bool] | None = None,
 ) -> dict[str, float]:
     """Train ``settings.model`` on ``data``; returns the trial's metrics.
+
+    ``epoch_done(epoch, metrics)`` hears each epoch's ``train_loss``, ``val_loss`` and
+    ``val_accuracy`` (epochs count from 1); when it answers True, training stops there and the
+    metrics of the epochs run so far are returned (a scheduler stopped the trial).
 
     Raises ``TrialFailure("non_finite")`` when the loss becomes NaN/inf or exceeds
     ``divergence_factor`` times its first value, and lets torch's out-of-memory error through
@@ -167,6 +173,9 @@ def train(
         why = divergence(settings, epoch, train_loss, val_loss, first_loss)
         if why is not None:
             raise TrialFailure("non_finite", why)
+        heard = {"train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy}
+        if epoch_done is not None and epoch_done(epoch + 1, heard):
+            break
 
     seconds = time.perf_counter() - started
     peak_mb = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
