@@ -49,6 +49,7 @@ def test_a_superseded_trial_is_a_column_of_trials_csv_and_counted_nowhere(
         "duration_s",
         "error",
         "superseded",
+        "steps",
     ]
     assert csv["superseded"].tolist() == [True, False, False]
     run = load_run(store.run_dir)

@@ -1,0 +1,220 @@
+"""Early stopping end to end: every report path (python objective in process and in a worker,
+command lines, the built-in trainer), PRUNED everywhere a trial shows (the study, trials.csv,
+summary.json, the progress line), resume, and bad scheduler input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import hypersearch
+from hypersearch.engine import run as run_engine
+from hypersearch.errors import ExperimentError
+from hypersearch.experiment import parse_experiment
+
+# Losses fall with the step; trials with x far from 0.3 are worse at every step. Under ASHA
+# (min_step 1, eta 3) rung 0 is step 1, rung 1 is step 3.
+REPORTING = """
+import hypersearch
+
+def objective(config, ctx):
+    loss = 0.0
+    for step in range(1, 10):
+        loss = (config["x"] - 0.3) ** 2 + 1.0 / step
+        ctx.report(step, {"value": loss, "aux": step})
+        if ctx.should_stop():
+            if config["x"] > 0.5:
+                raise hypersearch.TrialPruned()
+            return {"value": loss}  # returning the latest metrics: pruned just the same
+    return {"value": loss}
+"""
+
+COMMAND = """
+import json, sys, time
+x = float(sys.argv[1])
+for step in range(1, 10):
+    print(json.dumps({"step": step, "value": (x - 0.3) ** 2 + 1.0 / step}), flush=True)
+    time.sleep(0.01)
+print(json.dumps({"value": (x - 0.3) ** 2 + 1.0 / 9}))
+"""
+
+
+def experiment(tmp_path: Path, objective: str, scheduler: str, trials: int = 12) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            name: stop
+            objective: {objective}
+            params:
+              x: {{type: float, low: 0.0, high: 1.0}}
+            budget: {{trials: {trials}, parallel: 2}}
+            scheduler: {scheduler}
+            """
+        )
+    )
+    return path
+
+
+def rows(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "trials.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def intermediate(run_dir: Path) -> dict[int, dict[int, float]]:
+    """trial number -> step -> value, as Optuna stored them (what optuna-dashboard draws)."""
+    with sqlite3.connect(run_dir / "study.db") as db:
+        found = db.execute(
+            "SELECT t.number, v.step, v.intermediate_value FROM trial_intermediate_values v "
+            "JOIN trials t ON t.trial_id = v.trial_id"
+        ).fetchall()
+    curves: dict[int, dict[int, float]] = {}
+    for number, step, value in found:
+        curves.setdefault(number, {})[step] = value
+    return curves
+
+
+def check_pruned_everywhere(run_dir: Path, trials: int) -> list[dict[str, str]]:
+    """Pruned trials look pruned in trials.csv, the study and summary.json; their steps are
+    where ASHA stops (rung 0 at step 1, rung 1 at step 3), the others ran all 9."""
+    table = rows(run_dir)
+    assert len(table) == trials
+    pruned = [r for r in table if r["state"] == "PRUNED"]
+    complete = [r for r in table if r["state"] == "COMPLETE"]
+    assert pruned and complete and len(pruned) + len(complete) == trials
+    assert {r["steps"] for r in pruned} <= {"1", "3"}
+    assert {r["steps"] for r in complete} == {"9"}
+    curves = intermediate(run_dir)
+    for r in table:
+        assert sorted(curves[int(r["number"])]) == list(range(1, int(r["steps"]) + 1))
+    with sqlite3.connect(run_dir / "study.db") as db:
+        states = dict(db.execute("SELECT state, count(*) FROM trials GROUP BY state").fetchall())
+    assert states == {"PRUNED": len(pruned), "COMPLETE": len(complete)}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["pruned"], summary["complete"]) == (len(pruned), len(complete))
+    assert summary["steps"] == sum(int(r["steps"]) for r in table)
+    return table
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_python_reports_and_stops(tmp_path: Path, executor: str, cli: Callable[..., Any]) -> None:
+    (tmp_path / "rep.py").write_text(REPORTING)
+    objective = "{python: {function: 'rep:objective', path: ['" + str(tmp_path) + "']}}"
+    path = experiment(tmp_path, objective, "{asha: {min_step: 1, reduction_factor: 3}}")
+    result = cli("run", path, "--algo", "random", "--executor", executor, "--out", tmp_path / "r")
+    assert result.returncode == 0, result.stderr
+    run_dir = next((tmp_path / "r").iterdir())
+    table = check_pruned_everywhere(run_dir, 12)
+    first_pruned = next(r for r in table if r["state"] == "PRUNED")
+    assert f"trial {first_pruned['number']} PRUNED value=" in result.stderr
+    assert " pruned of 12" in result.stdout
+    # A trial that raised TrialPruned keeps its last report's metrics; one that returned keeps
+    # what it returned.
+    for r in table:
+        raised = r["state"] == "PRUNED" and float(r["x"]) > 0.5
+        assert (float(r["aux"]) == float(r["steps"])) if raised else r["aux"] == ""
+
+
+def test_command_step_lines_are_reports_and_a_stopped_command_ends(tmp_path: Path) -> None:
+    (tmp_path / "cmd.py").write_text(COMMAND)
+    objective = "{command: {argv: [python, cmd.py, '{x}'], cwd: '" + str(tmp_path) + "'}}"
+    path = experiment(tmp_path, objective, "asha")
+    result = run_engine(path, algo="random", executor="local", out=tmp_path / "r")
+    check_pruned_everywhere(result.run_dir, 12)
+
+
+def test_the_trainer_reports_every_epoch(tmp_path: Path) -> None:
+    exp = parse_experiment(
+        {
+            "name": "stop-trainer",
+            "objective": {"trainer": {"dataset": "digits", "model": "mlp", "epochs": 3}},
+            "params": {"lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True}},
+            "budget": {"trials": 6, "parallel": 1},
+            "scheduler": {"asha": {"min_step": 1, "reduction_factor": 2}},
+        }
+    )
+    assert exp.scheduler_spec() == ("asha", {"max_step": 3, "min_step": 1, "reduction_factor": 2})
+    result = run_engine(exp, algo="random", executor="inline", out=tmp_path)
+    table = rows(result.run_dir)
+    curves = intermediate(result.run_dir)
+    for r in table:
+        steps = int(r["steps"])
+        assert sorted(curves[int(r["number"])]) == list(range(1, steps + 1))
+        assert float(r["epochs_run"]) == steps
+        assert r["state"] == ("COMPLETE" if steps == 3 else "PRUNED")
+    assert any(r["state"] == "PRUNED" for r in table)
+    # Each report's value is the epoch's val_loss, as epochs.csv has it.
+    for r in table:
+        with (result.run_dir / "trials" / r["number"] / "epochs.csv").open() as handle:
+            epochs = {int(e["epoch"]): float(e["val_loss"]) for e in csv.DictReader(handle)}
+        assert curves[int(r["number"])] == pytest.approx(epochs)
+
+
+def test_resume_keeps_pruned_trials_and_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "rep.py").write_text(REPORTING)
+    objective = "{python: {function: 'rep:objective', path: ['" + str(tmp_path) + "']}}"
+    path = experiment(tmp_path, objective, "asha", trials=8)
+    first = run_engine(path, algo="tpe", executor="inline", out=tmp_path / "r")
+    before = rows(first.run_dir)
+    again = run_engine(None, resume=first.run_dir, trials=14, executor="inline")
+    after = rows(again.run_dir)
+    assert after[: len(before)] == before  # nothing finished is lost or changed
+    assert len(after) == 14 and again.summary["pruned"] >= first.summary["pruned"]
+    check_pruned_everywhere(again.run_dir, 14)
+
+
+def test_pruned_trials_are_told_as_stopped_not_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The algorithm sees a pruned trial with its step and no final losses."""
+    from hypersearch import algorithms
+    from hypersearch.algorithms import Observation
+
+    told: list[Observation] = []
+    create = algorithms.create
+
+    def spied(*args: Any, **kwargs: Any) -> Any:
+        algorithm = create(*args, **kwargs)
+        tell = algorithm.tell
+        algorithm.tell = lambda observations: (told.extend(observations), tell(observations))
+        return algorithm
+
+    monkeypatch.setattr(algorithms, "create", spied)
+    (tmp_path / "rep.py").write_text(REPORTING)
+    objective = "{python: {function: 'rep:objective', path: ['" + str(tmp_path) + "']}}"
+    path = experiment(tmp_path, objective, "asha")
+    result = run_engine(path, algo="random", executor="inline", out=tmp_path / "r")
+    table = {int(r["number"]): r for r in rows(result.run_dir)}
+    assert len(told) == 12
+    for obs in told:
+        r = table[obs.id]
+        if r["state"] == "PRUNED":
+            assert obs.losses is None and obs.step == int(r["steps"])
+        else:
+            assert obs.losses == (float(r["value"]),) and obs.step is None
+
+
+def test_bad_scheduler_input_is_one_line(tmp_path: Path, cli: Callable[..., Any]) -> None:
+    (tmp_path / "rep.py").write_text(REPORTING)
+    objective = "{python: {function: 'rep:objective', path: ['" + str(tmp_path) + "']}}"
+    cases = {
+        "ashaa": "scheduler: unknown scheduler 'ashaa'",
+        "hyperband": "scheduler.hyperband.max_step: required field is missing",
+        "{asha: {reduction_factor: 1}}": "scheduler.asha.reduction_factor",
+        "{asha: {}, median: {}}": "scheduler: must name one scheduler",
+    }
+    for given, message in cases.items():
+        result = cli("validate", experiment(tmp_path, objective, given))
+        assert result.returncode == 2, (given, result.stdout)
+        assert message.lower() in result.stderr.lower(), (given, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
+    with pytest.raises(ExperimentError):
+        parse_experiment({"objective": {"synthetic": {"function": "branin"}}, "scheduler": 3})
+    assert hypersearch.TrialPruned.__name__ == "TrialPruned"
