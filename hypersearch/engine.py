@@ -376,6 +376,11 @@ def drive(
             size = population_size(population, exp, algorithm)
             runner = Runner(pool, build_objective(exp.objective).dispatch_policy(size))
             scheduler = create_scheduler(*exp.scheduler_spec())
+            if scheduler.name != "none" and not pool.relays_reports:
+                raise UserInputError(
+                    f"--scheduler: {scheduler.name} needs an executor that relays reports "
+                    "(inline or local; the ray executor does not yet)"
+                )
             optimize(store, algorithm, runner, clock, watcher, scheduler)
         except KeyboardInterrupt:
             interrupted = True

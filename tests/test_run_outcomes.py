@@ -206,8 +206,8 @@ def test_thousands_of_metrics_are_capped_and_written_in_one_transaction(tmp_path
     info = trial.user_attrs[INFO_ATTR]
     assert info["dropped_metrics"]["count"] == len(record.dropped)
     header = (tmp_path / "many" / "trials.csv").read_text().splitlines()[0].split(",")
-    # number,state,2 params,2 objectives,the other metrics,duration_s,error,superseded
-    assert len(header) == 2 + 2 + 2 + MAX_METRICS + 3
+    # number,state,2 params,2 objectives,the other metrics,duration_s,error,superseded,steps
+    assert len(header) == 2 + 2 + 2 + MAX_METRICS + 4
 
 
 def test_a_run_warns_once_when_metrics_are_dropped(tmp_path: Path, cli) -> None:

@@ -192,6 +192,7 @@ class Executor(abc.ABC):
     (``ctx.should_stop()``; a command's process group gets SIGTERM)."""
 
     listener: Callable[[Report], bool] | None = None
+    relays_reports = True  # whether trials' reports reach the listener while they run
 
     def listen(self, listener: Callable[[Report], bool] | None) -> None:
         """Hear every report (None: stop listening); the answer is whether the trial stops."""

@@ -165,6 +165,8 @@ class _Trial:
 class RayExecutor(Executor):
     """Keeps up to ``parallel`` trials in flight as Ray tasks."""
 
+    relays_reports = False  # not yet: a Ray task cannot hear the driver while it runs
+
     def __init__(
         self,
         objective_spec: Any,
