@@ -2,9 +2,10 @@
 
 ``python benchmarks/early_stopping.py --overhead``: each scheduler is fed ``--trials`` trials of
 ``--steps`` reports each (random losses, every trial finished or stopped), then timed over
-``--timed`` more reports of new trials; median of ``--repeats`` repeats. The learning-curve part
-(best final loss against epochs trained, with and without a scheduler) comes with the
-scheduler's wiring into the engine.
+``--timed`` more reports of new trials; median of ``--repeats`` repeats. The scheduler alone:
+in a run each report also costs a write to the study and, in a worker, a round trip to the
+driver. The learning-curve part (best final loss against epochs trained, with and without a
+scheduler, several seeds) is still to come.
 """
 
 from __future__ import annotations

@@ -228,13 +228,12 @@ def _suggestion(store: RunStore, record: TrialRecord) -> Suggestion:
 
 
 def _replay(store: RunStore, scheduler: Scheduler, finished: list[TrialRecord]) -> None:
-    """The scheduler hears again every recorded report of the finished and running trials."""
+    """The scheduler hears again every recorded report of the finished trials."""
     sign = -1.0 if next(iter(store.experiment.objectives.values())) == "maximize" else 1.0
-    for record in [*finished, *store.running()]:
+    for record in finished:  # a running trial is run again from its start
         for step, value in sorted(record.curve.items()):
             scheduler.report(record.number, step, sign * value)
-        if record.finished:
-            scheduler.finished(record.number, record.state, _loss(store, record.metrics))
+        scheduler.finished(record.number, record.state, _loss(store, record.metrics))
 
 
 def _renumber_held(store: RunStore, in_flight: dict[int, Suggestion]) -> dict[int, int]:

@@ -57,7 +57,8 @@ class RecordedRun(Protocol):
 
 
 def trials_frame(records: Sequence[TrialRecord], experiment: Experiment) -> pd.DataFrame:
-    """``number,state,<param…>,<metric…>,duration_s,error,superseded`` (objectives first)."""
+    """``number,state,<param…>,<metric…>,duration_s,error,superseded,steps`` (objectives
+    first; ``steps`` an integer, empty when a trial reported none)."""
     metrics = list(experiment.objectives)
     for record in records:
         metrics += [m for m in record.metrics if m not in metrics]
@@ -84,7 +85,9 @@ def trials_frame(records: Sequence[TrialRecord], experiment: Experiment) -> pd.D
         SUPERSEDED,
         STEPS,
     ]
-    return pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=columns)
+    frame[STEPS] = frame[STEPS].astype("Int64")  # 3, not 3.0, beside empty cells
+    return frame
 
 
 def pareto_frame(front: Sequence[TrialRecord], experiment: Experiment) -> pd.DataFrame:
@@ -114,10 +117,11 @@ def devices(records: Sequence[TrialRecord]) -> dict[str, list[int]]:
 
 
 def summary(run: RecordedRun, wall_seconds: float, overhead_seconds: float) -> dict[str, Any]:
-    """``summary.json``. ``trials``, ``complete`` and ``failed`` count every finished trial
-    (as they always did); ``superseded`` of them were lost workers' trials that a retry
-    replaced, so ``trials - superseded`` is what counts toward the budget, as in
-    ``store.tally()`` and ``results.RunData.tally()``."""
+    """``summary.json``. ``trials``, ``complete``, ``failed`` and ``pruned`` count every
+    finished trial (as they always did; ``steps`` adds up the steps they reported).
+    ``superseded`` of them were lost workers' trials that a retry replaced, so
+    ``trials - superseded`` is what counts toward the budget, as in ``store.tally()`` and
+    ``results.RunData.tally()``."""
     finished = run.finished()
     best = run.best()
     experiment = run.experiment

@@ -179,7 +179,7 @@ def best_trials_table(run: RunData, limit: int = 5) -> Table:
 def every_trial_failed(run: RunData) -> str | None:
     """``every trial failed; first error: …`` when a run finished trials and none succeeded."""
     finished = run.counted
-    if finished.empty or (finished["state"] == COMPLETE).any():
+    if finished.empty or finished["state"].isin([COMPLETE, PRUNED]).any():
         return None
     first = finished.iloc[0]
     error = str(first["error"]).removeprefix("exception: ")

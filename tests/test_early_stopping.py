@@ -37,13 +37,16 @@ def objective(config, ctx):
 """
 
 COMMAND = """
-import json, sys, time
+import json, pathlib, sys, time
 x = float(sys.argv[1])
 for step in range(1, 10):
     print(json.dumps({"step": step, "value": (x - 0.3) ** 2 + 1.0 / step}), flush=True)
+    print(json.dumps({"step": step, "note": "a log line, not a report"}), flush=True)
     time.sleep(0.01)
+pathlib.Path(sys.argv[2], "ran-to-the-end").touch()  # a stopped command never gets here
 print(json.dumps({"value": (x - 0.3) ** 2 + 1.0 / 9}))
 """
+ASHA = "{asha: {min_step: 1, max_step: 9, reduction_factor: 3}}"  # rungs at steps 1 and 3
 
 
 def experiment(tmp_path: Path, objective: str, scheduler: str, trials: int = 12) -> Path:
@@ -107,7 +110,7 @@ def check_pruned_everywhere(run_dir: Path, trials: int) -> list[dict[str, str]]:
 def test_python_reports_and_stops(tmp_path: Path, executor: str, cli: Callable[..., Any]) -> None:
     (tmp_path / "rep.py").write_text(REPORTING)
     objective = "{python: {function: 'rep:objective', path: ['" + str(tmp_path) + "']}}"
-    path = experiment(tmp_path, objective, "{asha: {min_step: 1, reduction_factor: 3}}")
+    path = experiment(tmp_path, objective, ASHA)
     result = cli("run", path, "--algo", "random", "--executor", executor, "--out", tmp_path / "r")
     assert result.returncode == 0, result.stderr
     run_dir = next((tmp_path / "r").iterdir())
@@ -124,10 +127,14 @@ def test_python_reports_and_stops(tmp_path: Path, executor: str, cli: Callable[.
 
 def test_command_step_lines_are_reports_and_a_stopped_command_ends(tmp_path: Path) -> None:
     (tmp_path / "cmd.py").write_text(COMMAND)
-    objective = "{command: {argv: [python, cmd.py, '{x}'], cwd: '" + str(tmp_path) + "'}}"
-    path = experiment(tmp_path, objective, "asha")
+    argv = "[python, cmd.py, '{x}', '{trial_dir}']"
+    objective = "{command: {argv: " + argv + ", cwd: '" + str(tmp_path) + "'}}"
+    path = experiment(tmp_path, objective, ASHA)
     result = run_engine(path, algo="random", executor="local", out=tmp_path / "r")
-    check_pruned_everywhere(result.run_dir, 12)
+    table = check_pruned_everywhere(result.run_dir, 12)
+    for r in table:  # the stopped commands were terminated before their end
+        ran = (result.run_dir / "trials" / r["number"] / "ran-to-the-end").exists()
+        assert ran == (r["state"] == "COMPLETE"), r
 
 
 def test_the_trainer_reports_every_epoch(tmp_path: Path) -> None:
@@ -160,13 +167,13 @@ def test_the_trainer_reports_every_epoch(tmp_path: Path) -> None:
 def test_resume_keeps_pruned_trials_and_goes_on(tmp_path: Path) -> None:
     (tmp_path / "rep.py").write_text(REPORTING)
     objective = "{python: {function: 'rep:objective', path: ['" + str(tmp_path) + "']}}"
-    path = experiment(tmp_path, objective, "asha", trials=8)
+    path = experiment(tmp_path, objective, ASHA, trials=8)
     first = run_engine(path, algo="tpe", executor="inline", out=tmp_path / "r")
     before = rows(first.run_dir)
     again = run_engine(None, resume=first.run_dir, trials=14, executor="inline")
     after = rows(again.run_dir)
     assert after[: len(before)] == before  # nothing finished is lost or changed
-    assert len(after) == 14 and again.summary["pruned"] >= first.summary["pruned"]
+    assert len(after) == 14
     check_pruned_everywhere(again.run_dir, 14)
 
 
@@ -189,7 +196,7 @@ def test_pruned_trials_are_told_as_stopped_not_finished(
     monkeypatch.setattr(algorithms, "create", spied)
     (tmp_path / "rep.py").write_text(REPORTING)
     objective = "{python: {function: 'rep:objective', path: ['" + str(tmp_path) + "']}}"
-    path = experiment(tmp_path, objective, "asha")
+    path = experiment(tmp_path, objective, ASHA)
     result = run_engine(path, algo="random", executor="inline", out=tmp_path / "r")
     table = {int(r["number"]): r for r in rows(result.run_dir)}
     assert len(told) == 12
@@ -217,4 +224,31 @@ def test_bad_scheduler_input_is_one_line(tmp_path: Path, cli: Callable[..., Any]
         assert len(result.stderr.strip().splitlines()) == 1
     with pytest.raises(ExperimentError):
         parse_experiment({"objective": {"synthetic": {"function": "branin"}}, "scheduler": 3})
+    with pytest.raises(ExperimentError, match="judges the first objective, train_seconds"):
+        parse_experiment(
+            {
+                "objective": {"trainer": {"dataset": "digits"}},
+                "objectives": {"train_seconds": "minimize", "val_loss": "minimize"},
+                "params": {"lr": {"type": "float", "low": 1e-3, "high": 1.0, "log": True}},
+                "scheduler": "asha",
+            }
+        )
     assert hypersearch.TrialPruned.__name__ == "TrialPruned"
+
+
+def test_the_scheduler_flag_replaces_the_files(tmp_path: Path, cli: Callable[..., Any]) -> None:
+    """``--scheduler median`` on a file that says none: the median rule stops trials (after
+    its 5 start-up trials), deterministically in process."""
+    (tmp_path / "rep.py").write_text(REPORTING)
+    objective = "{python: {function: 'rep:objective', path: ['" + str(tmp_path) + "']}}"
+    path = experiment(tmp_path, objective, "none")
+    out = tmp_path / "r"
+    args = ("--algo", "random", "--executor", "inline", "--out", out, "--json")
+    result = cli("run", path, "--scheduler", "median", *args)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    table = rows(Path(summary["run_dir"]))
+    assert summary["pruned"] > 0
+    assert all(r["state"] == "COMPLETE" for r in table[:5])  # the start-up trials
+    plain = json.loads(cli("run", path, *args).stdout)
+    assert plain["pruned"] == 0 and plain["steps"] == 12 * 9

@@ -124,3 +124,18 @@ def test_computing_rendering_record_and_exports_import_one_way() -> None:
     for module in modules:
         for other in imports(module) & set(modules):
             assert module not in imports(other), f"{module} and {other} import each other"
+
+
+def test_steps_are_integers_beside_trials_that_reported_none(tmp_path: Path) -> None:
+    from hypersearch.trials import Report
+
+    store = branin(tmp_path)
+    try:
+        reported = store.start_trial(store.experiment.space.decode([0.1, 0.2]))
+        store.report(Report(reported, 3, {"value": 1.0}))
+        store.start_trial(store.experiment.space.decode([0.3, 0.4]))  # running, no report
+        store.export(1.0, 0.1)
+    finally:
+        store.close()
+    lines = (store.run_dir / "trials.csv").read_text().splitlines()
+    assert lines[1].endswith(",3") and lines[2].endswith(",")

@@ -43,10 +43,13 @@ def test_asha_keeps_the_best_third_at_each_rung() -> None:
     assert asha.report(1, 3, 2.5)  # k=2 at rung 1: only the best so far goes on
 
 
-def test_asha_does_not_judge_past_max_step() -> None:
+def test_asha_does_not_judge_at_or_past_max_step() -> None:
+    """At max_step a trial has run its course: stopping it then would save nothing and lose
+    its result."""
     asha = create("asha", {"min_step": 1, "max_step": 3, "reduction_factor": 3})
     assert not asha.report(0, 1, 1.0)
     assert not asha.report(1, 9, 50.0)  # would be a rung-2 report; past max_step: runs on
+    assert not asha.report(3, 3, 50.0)  # rung 1 is max_step itself: not judged either
     assert asha.report(2, 1, 50.0)  # the same loss at rung 0 is cut
 
 
@@ -62,6 +65,7 @@ def test_hyperband_brackets_start_judging_at_their_own_rung() -> None:
         assert not band.report(number, 1, 1.0)
     assert band.report(first[3], 1, 10.0)  # k=4: 10 > the smallest (1): cut
     assert not any(band.report(late[0], step, 10.0) for step in range(1, 9))
+    assert not band.report(first[4], 9, 99.0)  # max_step: a full trial is never cut
 
 
 def test_options_are_validated_with_the_field_named() -> None:
@@ -73,10 +77,17 @@ def test_options_are_validated_with_the_field_named() -> None:
         create("median", {"stratup": 3})
 
 
-def test_a_nan_loss_is_the_worst_and_stops_under_asha() -> None:
+def test_a_nan_loss_stops_at_once_as_in_optuna() -> None:
     asha = create("asha", {"min_step": 1})
-    assert not asha.report(0, 1, 1.0)
-    assert asha.report(1, 1, float("nan"))
+    assert asha.report(0, 1, float("nan"))  # even the first at its rung
+    assert not asha.report(1, 1, 1.0)
+    assert asha.report(2, 1, float("nan"))
+
+
+def test_hyperband_counts_its_brackets_in_integers() -> None:
+    """eta**5 = 243: six brackets (s = 0 … 5); a float log gives 4.999… and one fewer."""
+    band = create("hyperband", {"min_step": 1, "max_step": 243, "reduction_factor": 3})
+    assert len({band.bracket(n) for n in range(5000)}) == 6
 
 
 def test_hyperband_assigns_brackets_by_their_trial_budgets() -> None:

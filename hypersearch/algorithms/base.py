@@ -42,7 +42,7 @@ class Observation:
     """A finished trial as the algorithm sees it: its id, unit-cube point and losses.
 
     ``losses`` is None for a failed trial; ``step`` is set when a scheduler stopped the trial
-    early at that step (its losses are then the last reported ones)."""
+    early at that step (``losses`` is then None too: the trial has no final result)."""
 
     id: int
     x: np.ndarray

@@ -40,6 +40,7 @@ class InlineExecutor(Executor):
         if not self._queue:
             return []
         request = self._queue.popleft()
+        self._stopped.clear()  # stops were for earlier trials (maybe of an earlier run)
         before = descendants(os.getpid()) if request.timeout is not None else set()
         result = execute(self.objective, request, "cpu", enforce_timeout=True, channel=self)
         if result.reason == "timeout":  # what the trial started runs on without it: stop it

@@ -186,10 +186,10 @@ def _receive(worker: _Worker, heard: Callable[[Report], bool]) -> tuple[TrialRes
         if message == STARTED:
             worker.started = time.monotonic()
         elif isinstance(message, tuple) and message[:1] == (REPORT,):
-            report = message[1]
+            _, seq, report = message
             stop = heard(report)
             with contextlib.suppress(OSError):  # a dead worker is found by the next read
-                worker.conn.send((VERDICT, report.number, stop))
+                worker.conn.send((VERDICT, seq, report.number, stop))
         else:
             worker.request = None
             return message, False

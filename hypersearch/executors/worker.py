@@ -17,7 +17,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 STARTED = "started"
-# (REPORT, Report) worker -> driver; (VERDICT, number, stop) back, which the report awaits
+# (REPORT, seq, Report) worker -> driver; (VERDICT, seq, number, stop) back, awaited
 REPORT, VERDICT = "report", "verdict"
 VERDICT_WAIT_S = 60.0  # a driver that does not answer (busy, gone) does not hold a trial longer
 
@@ -33,6 +33,7 @@ class _Driver:
         self._stopped: set[int] = set()
         self._sending = threading.Lock()
         self._verdict = threading.Event()
+        self._seq = 0  # the report awaiting its verdict
         threading.Thread(target=self._read, daemon=True, name="driver-reader").start()
 
     def _read(self) -> None:
@@ -43,9 +44,11 @@ class _Driver:
                 self.requests.put(None)  # the driver went away
                 return
             if isinstance(message, tuple) and message[:1] == (VERDICT,):
-                if message[2]:
-                    self._stopped.add(message[1])
-                self._verdict.set()
+                _, seq, number, stop = message
+                if stop:
+                    self._stopped.add(number)
+                if seq == self._seq:  # a late verdict on an older report wakes nobody
+                    self._verdict.set()
             else:
                 self.requests.put(message)
 
@@ -53,9 +56,14 @@ class _Driver:
         with self._sending:
             self.conn.send(message)
 
+    def start(self) -> None:
+        """A new trial: stops were for earlier ones (maybe of an earlier run of a compare)."""
+        self._stopped.clear()
+
     def report(self, report: Any) -> None:
         self._verdict.clear()
-        self.send((REPORT, report))
+        self._seq += 1
+        self.send((REPORT, self._seq, report))
         self._verdict.wait(VERDICT_WAIT_S)
 
     def stopped(self, number: int) -> bool:
@@ -77,6 +85,7 @@ def serve(conn: Connection, device: str) -> None:
         request = driver.requests.get()
         if request is None:
             return
+        driver.start()
         driver.send(STARTED)  # the trial's clock starts now, not while this worker was starting
         driver.send(execute(objective, request, device, channel=driver))
 

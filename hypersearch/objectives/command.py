@@ -99,10 +99,7 @@ class CommandObjective(Objective):
             raise TrialFailure(
                 "exception", f"command {how}" + (f"; stderr: {tail}" if tail else "")
             )
-        finals = [line for line in lines if _report(line) is None]
-        if not finals and ctx.reports:  # only reports: the last one is the result
-            return dict(ctx.reports[-1].metrics)
-        return parse_metrics("\n".join(finals), tail)
+        return parse_metrics("\n".join(lines), tail)  # the last line, report or not
 
 
 def _follow(proc: subprocess.Popen[bytes], ctx: TrialContext) -> tuple[list[str], str, bool]:
@@ -132,8 +129,8 @@ def _follow(proc: subprocess.Popen[bytes], ctx: TrialContext) -> tuple[list[str]
             break
         lines.append(line.strip())
         report = _report(line)
-        if report is not None:
-            ctx.report(*report)
+        if report is not None and (not ctx.reports or report[0] > ctx.reports[-1].step):
+            ctx.report(*report)  # (a repeated or earlier step is a log line, not a report)
             if ctx.should_stop():
                 return lines, "", True
     proc.wait()
@@ -149,8 +146,9 @@ def _pump(stream: IO[bytes], out: queue.Queue[str | None]) -> None:
     out.put(None)
 
 
-def _report(line: str) -> tuple[int, dict[str, Any]] | None:
-    """A stdout line that is a JSON object with an integer ``step`` is a report."""
+def _report(line: str) -> tuple[int, dict[str, float]] | None:
+    """A stdout line that is a JSON object with an integer ``step`` (and numbers besides) is
+    a report; any other line is output."""
     text = line.strip()
     if not text.startswith("{"):
         return None
@@ -163,7 +161,8 @@ def _report(line: str) -> tuple[int, dict[str, Any]] | None:
     step = data.pop("step", None)
     if isinstance(step, bool) or not isinstance(step, int):
         return None
-    return step, data
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data.values())
+    return (step, {k: float(v) for k, v in data.items()}) if numbers else None
 
 
 def _terminate(proc: subprocess.Popen[bytes], own_group: bool, grace_s: float) -> None:

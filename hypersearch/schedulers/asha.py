@@ -40,8 +40,8 @@ class ASHA(Scheduler):
         )
 
     def report(self, number: int, step: int, loss: float) -> bool:
-        """Past ``max_step`` a trial is no longer judged: it runs to its end."""
+        """At ``max_step`` a trial has run its course: from there on it is no longer judged."""
         limit = self.options.max_step
-        if limit is not None and step > limit:
+        if limit is not None and step >= limit:
             return False
         return super().report(number, step, loss)

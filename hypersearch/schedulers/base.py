@@ -14,7 +14,6 @@ Values are losses (minimized; the engine negates maximized metrics).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -45,8 +44,12 @@ class Scheduler:
     def __init__(self, **options: Any) -> None:
         self.options: Any = parse_options(type(self), options)
         self._pruner = self.pruner()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self._study = optuna.create_study(study_name="hypersearch-scheduler")
+        quiet = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line
+        try:
+            self._study = optuna.create_study(study_name="hypersearch-scheduler")
+        finally:
+            optuna.logging.set_verbosity(quiet)
         self._trial_ids: dict[int, int] = {}  # trial number -> mirror trial id
         self._last: dict[int, int] = {}  # trial number -> last step reported
 
@@ -62,7 +65,7 @@ class Scheduler:
             return False
         self._last[number] = step
         storage = self._study._storage
-        storage.set_trial_intermediate_value(trial_id, step, _finite(loss))
+        storage.set_trial_intermediate_value(trial_id, step, float(loss))  # NaN: Optuna prunes
         if self._pruner is None:
             return False
         return bool(self._pruner.prune(self._study, storage.get_trial(trial_id)))
@@ -70,7 +73,7 @@ class Scheduler:
     def finished(self, number: int, state: str, loss: float | None = None) -> None:
         """A trial ended: COMPLETE (with its final loss), FAIL or PRUNED."""
         trial_id = self._mirror(number)
-        values = [_finite(loss)] if state == "COMPLETE" and loss is not None else None
+        values = [float(loss)] if state == "COMPLETE" and loss is not None else None
         if state == "COMPLETE" and values is None:
             state = "FAIL"
         self._study._storage.set_trial_state_values(trial_id, _STATES[state], values)
@@ -79,11 +82,6 @@ class Scheduler:
         if number not in self._trial_ids:
             self._trial_ids[number] = self._study._storage.create_new_trial(self._study._study_id)
         return self._trial_ids[number]
-
-
-def _finite(loss: float) -> float:
-    """NaN as the worst loss (+inf): a diverging trial ranks last, never silently."""
-    return math.inf if math.isnan(loss) else float(loss)
 
 
 _REGISTRY: dict[str, type[Scheduler]] = {"none": Scheduler}

@@ -61,7 +61,9 @@ class Hyperband(Scheduler):
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
         o = self.options
-        n = math.floor(math.log(o.max_step / o.min_step, o.reduction_factor)) + 1
+        n = 1  # brackets s with min_step * eta**s <= max_step (integers: no log round-off)
+        while o.min_step * o.reduction_factor**n <= o.max_step:
+            n += 1
         self._brackets = [_Bracket(o.min_step, o.reduction_factor, s) for s in range(n)]
         # Trials per bracket as in Hyperband's Algorithm 1 (Optuna's allocation).
         self._budgets = [
@@ -78,6 +80,10 @@ class Hyperband(Scheduler):
         raise AssertionError("unreachable: the budgets add up to the modulus")
 
     def report(self, number: int, step: int, loss: float) -> bool:
+        """At ``max_step`` a trial has run its course: no decision (the last bracket runs
+        every trial to the end, as Hyperband's most conservative bracket does)."""
+        if step >= self.options.max_step:
+            return False
         return self._brackets[self.bracket(number)].report(number, step, loss)
 
     def finished(self, number: int, state: str, loss: float | None = None) -> None:
