@@ -17,14 +17,13 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from hypersearch.errors import ExperimentError, format_validation_error, user_errors
 from hypersearch.objectives.trainer.settings import METRICS, TUNABLE, TrainerSpec
-from hypersearch.space import IntParam, Param, SearchSpace, StrictModel, rule_error
+from hypersearch.space import Param, SearchSpace, StrictModel, rule_error
 
 # Letters, digits, '.', '_' and '-'; never a leading dot (".", ".." or a hidden folder).
 NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"
 NAME_RULE = "1-64 letters, digits, '.', '_' or '-', not starting with a dot"
 METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # Columns of trials.csv that a parameter or metric must not shadow.
-EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy")  # what the trainer reports per epoch
 RESERVED_COLUMNS = frozenset(
     {"number", "state", "duration_s", "error", "device", "superseded", "steps"}
 )
@@ -246,37 +245,16 @@ class Experiment(StrictModel):
 
         for algo, options in self.algorithm.items():
             validate_options(algo, options, field=f"algorithm.{algo}")
-        from hypersearch.schedulers import validate
+        from hypersearch.schedulers import check_experiment
 
-        name, options = self.scheduler_spec()
-        validate(name, options)
-        first = next(iter(self.objectives))
-        if name != "none" and self.objective.trainer is not None and first not in EPOCH_METRICS:
-            raise ExperimentError(
-                "scheduler",
-                f"judges the first objective, {first}, which the trainer does not report per "
-                f"epoch (it reports {', '.join(EPOCH_METRICS)}): put one of those first",
-            )
+        check_experiment(self)
         return self
 
     def scheduler_spec(self) -> tuple[str, dict[str, Any]]:
-        """The scheduler's name and options. On the built-in trainer a trial's steps are its
-        epochs, which ``max_step`` defaults to."""
-        options: dict[str, Any]
-        if isinstance(self.scheduler, str):
-            name, options = self.scheduler, {}
-        elif len(self.scheduler) != 1:
-            raise ExperimentError(
-                "scheduler", f"must name one scheduler (got {', '.join(self.scheduler) or 'none'})"
-            )
-        else:
-            ((name, options),) = self.scheduler.items()
-        trainer = self.objective.trainer
-        if trainer is not None and name in ("asha", "hyperband"):
-            epochs = self.params.get("epochs")  # tuned: its largest value
-            most = int(epochs.high) if isinstance(epochs, IntParam) else trainer.epochs
-            options = {"max_step": most, **options}
-        return name, dict(options)
+        """The scheduler's name and options (see ``schedulers.spec_of``)."""
+        from hypersearch.schedulers import spec_of
+
+        return spec_of(self)
 
     def _check_reference_point(self) -> None:
         assert self.reference_point is not None

@@ -3,8 +3,25 @@
 from __future__ import annotations
 
 from hypersearch.schedulers import asha, hyperband, median  # noqa: F401  (registers them)
-from hypersearch.schedulers.base import Scheduler, available, create, register, validate
+from hypersearch.schedulers.base import (
+    Scheduler,
+    available,
+    check_experiment,
+    create,
+    register,
+    spec_of,
+    validate,
+)
 
 create_scheduler = create
 
-__all__ = ["Scheduler", "available", "create", "create_scheduler", "register", "validate"]
+__all__ = [
+    "Scheduler",
+    "available",
+    "check_experiment",
+    "create",
+    "create_scheduler",
+    "register",
+    "spec_of",
+    "validate",
+]

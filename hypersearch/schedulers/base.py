@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from pydantic import BaseModel, ValidationError
 
 from hypersearch.errors import ExperimentError, format_validation_error
-from hypersearch.space import StrictModel
+from hypersearch.space import IntParam, StrictModel
 
 PRUNED = "PRUNED"
 _STATES = {"COMPLETE": TrialState.COMPLETE, "FAIL": TrialState.FAIL, PRUNED: TrialState.PRUNED}
@@ -125,3 +125,40 @@ def create(name: str, options: Mapping[str, Any] | None = None) -> Scheduler:
     """Build a registered scheduler by name."""
     validate(name, options or {})
     return _REGISTRY[name](**dict(options or {}))
+
+
+EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy")  # what the trainer reports per epoch
+
+
+def spec_of(experiment: Any) -> tuple[str, dict[str, Any]]:
+    """An experiment's scheduler: its name and options. On the built-in trainer a trial's
+    steps are its epochs, which ``max_step`` defaults to (a tuned ``epochs``: its largest)."""
+    given = experiment.scheduler
+    if isinstance(given, str):
+        name, options = given, {}
+    elif len(given) != 1:
+        raise ExperimentError(
+            "scheduler", f"must name one scheduler (got {', '.join(given) or 'none'})"
+        )
+    else:
+        ((name, options),) = given.items()
+    trainer = experiment.objective.trainer
+    if trainer is not None and name in ("asha", "hyperband"):
+        epochs = experiment.params.get("epochs")
+        most = int(epochs.high) if isinstance(epochs, IntParam) else trainer.epochs
+        options = {"max_step": most, **options}
+    return name, dict(options)
+
+
+def check_experiment(experiment: Any) -> None:
+    """The scheduler exists, its options are valid, and on the trainer it judges a metric the
+    trainer reports every epoch."""
+    name, options = spec_of(experiment)
+    validate(name, options)
+    first = next(iter(experiment.objectives))
+    if name != "none" and experiment.objective.trainer is not None and first not in EPOCH_METRICS:
+        raise ExperimentError(
+            "scheduler",
+            f"judges the first objective, {first}, which the trainer does not report per "
+            f"epoch (it reports {', '.join(EPOCH_METRICS)}): put one of those first",
+        )
