@@ -243,6 +243,12 @@ def run(
     help="Train compatible built-in-trainer trials together as stacked models, for every "
     "algorithm alike (the same dispatch for all keeps the comparison fair).",
 )
+@click.option(
+    "--scheduler",
+    type=click.Choice(["none", "median", "asha", "hyperband"]),
+    help="Stop unpromising trials early, every algorithm under the same scheduler (default: "
+    "the experiment's, else none).",
+)
 def compare(
     experiment: str | None,
     algo_names: str | None,
@@ -258,6 +264,7 @@ def compare(
     trials_per_gpu: int,
     ray_address: str | None,
     population: str,
+    scheduler: str | None,
 ) -> int:
     """Run every algorithm × seed on EXPERIMENT and print the results table."""
     from hypersearch.devices import parse_gpus
@@ -267,6 +274,7 @@ def compare(
     err = Console(stderr=True)
     given: dict[str, object] = {"--algos": algo_names, "--seeds": seeds, "--trials": trials}
     given |= {"--parallel": parallel, "--target": target, "--out": out, "--name": name}
+    given["--scheduler"] = scheduler
     _check_resume("compare", resume, experiment, given)
     _check_executor_flags(executor, gpus, trials_per_gpu, ray_address)
     names = None
@@ -295,6 +303,7 @@ def compare(
         trials_per_gpu=trials_per_gpu,
         progress=CompareLines(err),
         population=population,
+        scheduler=scheduler,
     )
     print_compare_end(_stdout(), comparison)
     if comparison.interrupted:

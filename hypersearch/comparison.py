@@ -172,6 +172,7 @@ def compare(
     progress: CompareProgress | None = None,
     run_progress: Callable[[RunStore], Progress] | None = None,
     population: str = "off",
+    scheduler: str | None = None,
 ) -> Comparison:
     """Run every algorithm (default: all registered) with ``seeds`` shared seeds and return the
     :class:`Comparison`: ``.table`` (one row per algorithm; see ``stats.results_table``),
@@ -180,7 +181,8 @@ def compare(
     folder's results.csv, results.md and plots. ``population`` is ``off`` or ``on`` for every
     algorithm alike: ``auto`` would train ga/pso/random in populations and the others one at a
     time, which changes their wall time and any ``train_seconds`` objective (a member's share of
-    its population's time) for reasons unrelated to the algorithms.
+    its population's time) for reasons unrelated to the algorithms. ``scheduler`` replaces the
+    experiment's (every algorithm runs under the same one; a new compare only).
 
     >>> comparison = compare("searchspaces/branin.yaml", seeds=5, trials=30)  # doctest: +SKIP
     """
@@ -190,7 +192,9 @@ def compare(
     if resume is not None:
         folder = open_compare(resume)
     else:
-        folder = _new_compare(experiment, algos, seeds, trials, parallel, Path(out), name, target)
+        folder = _new_compare(
+            experiment, algos, seeds, trials, parallel, Path(out), name, target, scheduler
+        )
     exp = folder.experiment
     build_objective(exp.objective).check()
     pool = make_executor(
@@ -259,6 +263,7 @@ def _new_compare(
     out: Path,
     name: str | None,
     target: float | None,
+    scheduler: str | None = None,
 ) -> CompareFolder:
     if experiment is None:
         raise UserInputError("no experiment given")
@@ -272,7 +277,7 @@ def _new_compare(
     if name is not None:
         check_name(name, "--name")
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
-    exp = exp.with_overrides(trials=trials, parallel=parallel, name=name)
+    exp = exp.with_overrides(trials=trials, parallel=parallel, name=name, scheduler=scheduler)
     build_objective(exp.objective).check()
     return create_compare(exp, names, [exp.seed + i for i in range(seeds)], out, target)
 

@@ -252,3 +252,24 @@ def test_the_scheduler_flag_replaces_the_files(tmp_path: Path, cli: Callable[...
     assert all(r["state"] == "COMPLETE" for r in table[:5])  # the start-up trials
     plain = json.loads(cli("run", path, *args).stdout)
     assert plain["pruned"] == 0 and plain["steps"] == 12 * 9
+
+
+def test_compare_runs_every_algorithm_under_the_same_scheduler(
+    tmp_path: Path, cli: Callable[..., Any]
+) -> None:
+    (tmp_path / "rep.py").write_text(REPORTING)
+    objective = "{python: {function: 'rep:objective', path: ['" + str(tmp_path) + "']}}"
+    path = experiment(tmp_path, objective, "none", trials=10)
+    out = tmp_path / "c"
+    args = ("--algos", "random,tpe", "--seeds", "1", "--executor", "inline", "--out", out)
+    result = cli("compare", path, "--scheduler", "asha", *args)
+    assert result.returncode == 0, result.stderr
+    folder = next(out.iterdir())
+    runs = sorted(p for p in folder.iterdir() if (p / "summary.json").is_file())
+    assert [p.name for p in runs] == ["stop-random-s0", "stop-tpe-s0"]
+    for run_dir in runs:
+        assert "scheduler: asha" in (run_dir / "experiment.yaml").read_text()
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["pruned"] > 0 and summary["trials"] == 10
+        assert summary["complete"] + summary["pruned"] == 10
+    assert (folder / "results.csv").is_file()
