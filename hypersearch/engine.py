@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hypersearch import algorithms
+from hypersearch import algorithms, schedulers
 from hypersearch.algorithms.base import Algorithm, Observation, Suggestion
 from hypersearch.errors import AlgorithmError, TrialFailure, UserInputError
 from hypersearch.executors import (
@@ -39,7 +39,7 @@ from hypersearch.objectives import build_objective
 from hypersearch.objectives.base import check_objectives, trial_seed
 from hypersearch.processes import trial_dir_free
 from hypersearch.runner import Runner
-from hypersearch.schedulers import Scheduler, create_scheduler
+from hypersearch.schedulers import Scheduler
 from hypersearch.store import INFO_ATTR, RunStore, TrialRecord, read_manifest
 from hypersearch.trials import PRUNED, Report
 
@@ -374,7 +374,7 @@ def drive(
         try:
             size = population_size(population, exp, algorithm)
             runner = Runner(pool, build_objective(exp.objective).dispatch_policy(size))
-            scheduler = create_scheduler(*exp.scheduler_spec())
+            scheduler = schedulers.create(*exp.scheduler_spec())
             if scheduler.name != "none" and not pool.relays_reports:
                 raise UserInputError(
                     f"--scheduler: {scheduler.name} needs an executor that relays reports "

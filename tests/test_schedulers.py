@@ -98,4 +98,5 @@ def test_hyperband_assigns_brackets_by_their_trial_budgets() -> None:
     for number in range(17_000):
         counts[band.bracket(number)] += 1
     assert [round(c / 1000) for c in counts] == [9, 5, 3]
-    assert all(band.bracket(n) == band.bracket(n) for n in range(50))  # a function of n
+    again = create("hyperband", {"min_step": 1, "max_step": 9, "reduction_factor": 3})
+    assert [again.bracket(n) for n in range(200)] == [band.bracket(n) for n in range(200)]

@@ -13,14 +13,11 @@ from hypersearch.schedulers.base import (
     validate,
 )
 
-create_scheduler = create
-
 __all__ = [
     "Scheduler",
     "available",
     "check_experiment",
     "create",
-    "create_scheduler",
     "register",
     "spec_of",
     "validate",
