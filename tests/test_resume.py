@@ -98,6 +98,9 @@ def wait_for(condition: Callable[[], Any], what: str, driver: Driver | None = No
         if value:
             return value
         if driver is not None and driver.process.poll() is not None:
+            value = condition()  # it may have come true between the check and the exit
+            if value:
+                return value
             raise AssertionError(f"the driver exited ({driver.process.returncode}) before {what}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {WAIT_S:.0f}s waiting for {what}")
