@@ -112,6 +112,11 @@ def cli() -> None:
 @click.argument("experiment", required=False)
 @click.option("--algo", help="Algorithm name (see `hypersearch algos`); default tpe.")
 @click.option("--trials", type=click.IntRange(min=1), help="Trial budget (overrides the file).")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    help="Budget of steps (epochs) trained by all trials together (overrides the file).",
+)
 @click.option("--parallel", type=click.IntRange(min=1), help="Trials in flight at once.")
 @click.option("--seed", type=int, help="Run seed (overrides the file).")
 @click.option("--out", help="Folder for run folders (default: runs).")
@@ -147,6 +152,7 @@ def run(
     experiment: str | None,
     algo: str | None,
     trials: int | None,
+    steps: int | None,
     parallel: int | None,
     seed: int | None,
     out: str,
@@ -181,6 +187,7 @@ def run(
         path,
         algo=algo,
         trials=trials,
+        steps=steps,
         parallel=parallel,
         seed=seed,
         out=out or "runs",
@@ -342,7 +349,7 @@ def algos() -> int:
 @click.argument("experiment")
 def validate(experiment: str) -> int:
     """Check an experiment file (schema, search space, objective import) without running it."""
-    from hypersearch.experiment import load_experiment
+    from hypersearch.experiment import budget_words, load_experiment
     from hypersearch.objectives import build_objective
 
     exp = load_experiment(experiment)
@@ -351,7 +358,7 @@ def validate(experiment: str) -> int:
     click.echo(
         f"ok: {exp.name}: {exp.space.dim} parameters ({', '.join(exp.params)}); "
         f"{exp.objective.kind} objective; optimizing {objectives}; "
-        f"{exp.budget.trials} trials, {exp.budget.parallel} in parallel"
+        f"{budget_words(exp.budget)}, {exp.budget.parallel} in parallel"
     )
     return EXIT_OK
 

@@ -14,21 +14,19 @@ import dataclasses
 import datetime as dt
 import json
 import signal
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 from hypersearch import algorithms, schedulers
-from hypersearch.algorithms.base import Algorithm, Observation, Suggestion
+from hypersearch.algorithms.base import Algorithm, Suggestion
 from hypersearch.errors import AlgorithmError, TrialFailure, UserInputError
 from hypersearch.executors import (
     Executor,
-    TrialRequest,
     TrialResult,
     check_executor,
     make_executor,
@@ -36,17 +34,14 @@ from hypersearch.executors import (
 from hypersearch.executors.base import COMPLETE, FAIL
 from hypersearch.experiment import RESERVED_COLUMNS, Experiment, check_name, load_experiment
 from hypersearch.objectives import build_objective
-from hypersearch.objectives.base import check_objectives, trial_seed
-from hypersearch.processes import trial_dir_free
+from hypersearch.objectives.base import check_objectives
+from hypersearch.resume import catch_up, first_loss, observation, steps_trained, trial_request
 from hypersearch.runner import Runner
 from hypersearch.schedulers import Scheduler
 from hypersearch.store import INFO_ATTR, RunStore, TrialRecord, read_manifest
-from hypersearch.trials import PRUNED, Report
+from hypersearch.trials import Report
 
 POLL_SECONDS = 1.0
-# How long a resumed run waits for the processes of the killed run (which die within moments of
-# it) to let go of a cut-off trial's folder before it gives the trial a new number instead.
-ORPHAN_WAIT_S = 10.0
 
 
 class Progress(Protocol):
@@ -101,27 +96,28 @@ def optimize(
     progress: Progress | None = None,
     scheduler: Scheduler | None = None,
 ) -> None:
-    """ask → submit → collect → tell → record, until the budget of finished trials is reached.
+    """ask → submit → collect → tell → record, until the budget is spent: ``budget.trials``
+    finished trials (pruned ones included), or ``budget.steps`` trained (no trial starts once
+    they are; trials in flight run on to their end).
 
     A trial carries its suggestion's id from ask to tell; the study keeps the id and the point
     with the trial. A lost worker's trial is retried once under a new number but the same id:
     the algorithm is told only the retry's result.
     """
-    budget = store.experiment.budget.trials
     scheduler = scheduler or Scheduler()
-    in_flight = _resume(store, algorithm, runner, scheduler)  # trial number -> its suggestion
+    in_flight = catch_up(store, algorithm, runner, scheduler)  # trial number -> its suggestion
     runner.listen(_judge(store, scheduler))  # reports: recorded, then judged at once
     n_finished = store.counted()
     changed = False  # trials finished since the last export
     while True:
-        wanted = min(runner.capacity(), budget - n_finished - len(in_flight))
+        wanted = min(runner.capacity(), _room(store, n_finished + len(in_flight)))
         for suggestion in _asked(algorithm, wanted, in_flight):
             in_flight[_start(store, runner, suggestion)] = suggestion
         if runner.dispatch() or changed:  # the exports show what finished and what now runs
             store.export(clock.wall, clock.overhead)
             changed = False
         if not in_flight:
-            if n_finished >= budget:
+            if _room(store, n_finished) <= 0:
                 return
             raise AlgorithmError(
                 f"algorithm {algorithm.name!r} proposed no point while no trial was in flight"
@@ -136,14 +132,22 @@ def optimize(
                 in_flight[retry], extra["retried_as"] = suggestion, retry
             record = store.finish_trial(_checked(done.result, store.experiment), **extra)
             if not record.superseded:
-                scheduler.finished(record.number, record.state, _loss(store, record.metrics))
-                observations.append(_told(suggestion, store, record))
+                scheduler.finished(record.number, record.state, first_loss(store, record.metrics))
+                observations.append(observation(suggestion, store, record))
                 n_finished += 1
             if progress is not None:
                 progress.trial_finished(record, store)
         if observations:
             algorithm.tell(observations)
             changed = True
+
+
+def _room(store: RunStore, trials: int) -> int:
+    """How many more trials the budget allows, ``trials`` being counted or in flight."""
+    budget = store.experiment.budget
+    if budget.steps is not None and steps_trained(store) >= budget.steps:
+        return 0
+    return (budget.trials - trials) if budget.trials is not None else sys.maxsize
 
 
 def _asked(algorithm: Algorithm, wanted: int, in_flight: dict[int, Suggestion]) -> list[Suggestion]:
@@ -168,7 +172,7 @@ def _start(
     """Create the suggestion's trial in the study and submit it; returns its number."""
     config = store.experiment.space.decode(suggestion.x) if config is None else config
     number = store.start_trial(config, suggestion.x, suggestion.id)
-    runner.submit(_request(store, number, config), retry_of)
+    runner.submit(trial_request(store, number, config), retry_of)
     return number
 
 
@@ -177,98 +181,10 @@ def _judge(store: RunStore, scheduler: Scheduler) -> Callable[[Report], bool]:
 
     def hear(report: Report) -> bool:
         store.report(report)
-        loss = _loss(store, report.metrics)
+        loss = first_loss(store, report.metrics)
         return loss is not None and scheduler.report(report.number, report.step, loss)
 
     return hear
-
-
-def _loss(store: RunStore, metrics: Mapping[str, float]) -> float | None:
-    """The first objective as a loss (negated if maximized); None if it is missing."""
-    metric, direction = next(iter(store.experiment.objectives.items()))
-    value = metrics.get(metric)
-    if value is None:
-        return None
-    return -float(value) if direction == "maximize" else float(value)
-
-
-def _told(suggestion: Suggestion, store: RunStore, record: TrialRecord) -> Observation:
-    """A pruned trial is told with the step it was stopped at and no final losses (so no
-    algorithm mistakes it for a finished one)."""
-    step = record.steps if record.state == PRUNED else None
-    return Observation(suggestion.id, suggestion.x, store.losses(record), step)
-
-
-def _resume(
-    store: RunStore, algorithm: Algorithm, runner: Runner, scheduler: Scheduler
-) -> dict[int, Suggestion]:
-    """Bring a fresh algorithm up to date with the study (resume and warm start are one
-    feature): told every counted finished trial in the order they finished, under the id and
-    point it was asked as; handed the trials a kill cut off as pending, which run again under
-    their number (``_renumber_held``)."""
-    counted = [r for r in store.finished() if not r.superseded]
-    counted.sort(key=lambda r: (r.order is not None, r.order or 0, r.number))
-    algorithm.tell([_told(_suggestion(store, r), store, r) for r in counted])
-    _replay(store, scheduler, counted)
-    in_flight = {r.number: _suggestion(store, r) for r in store.running()}
-    algorithm.pending(list(in_flight.values()))
-    retries = _renumber_held(store, in_flight)
-    for number in in_flight:
-        runner.submit(_request(store, number, store.records[number].params), retries.get(number))
-    return in_flight
-
-
-def _suggestion(store: RunStore, record: TrialRecord) -> Suggestion:
-    """What a trial was asked as (recorded with it), else its number and encoded config."""
-    space = store.experiment.space
-    recorded = record.x is not None and len(record.x) == space.dim
-    x = np.asarray(record.x, dtype=float) if recorded else space.encode(record.params)
-    id_ = record.number if record.suggestion_id is None else record.suggestion_id
-    return Suggestion(id_, x)
-
-
-def _replay(store: RunStore, scheduler: Scheduler, finished: list[TrialRecord]) -> None:
-    """The scheduler hears again every recorded report of the finished trials."""
-    sign = -1.0 if next(iter(store.experiment.objectives.values())) == "maximize" else 1.0
-    for record in finished:  # a running trial is run again from its start
-        for step, value in sorted(record.curve.items()):
-            scheduler.report(record.number, step, sign * value)
-        scheduler.finished(record.number, record.state, _loss(store, record.metrics))
-
-
-def _renumber_held(store: RunStore, in_flight: dict[int, Suggestion]) -> dict[int, int]:
-    """Trials a kill cut off run again under their number, in their folder, unless a process of
-    the killed run still holds that folder after a short wait (its processes die within moments
-    of it): then the trial fails ``worker_lost`` and is retried under a new number (the same
-    suggestion, still pending for the algorithm). Returns each retry's number -> the trial it
-    retries."""
-    retries = {}
-    deadline = time.monotonic() + ORPHAN_WAIT_S
-    for number, suggestion in list(in_flight.items()):
-        wait = max(0.0, deadline - time.monotonic())
-        if trial_dir_free(store.run_dir / "trials" / str(number), wait):
-            continue
-        config = store.records[number].params
-        retry = store.start_trial(config, suggestion.x, suggestion.id)
-        lost = TrialResult.failed(
-            _request(store, number, config),
-            "worker_lost",
-            "still running in a process of the killed run; retried as a new trial",
-        )
-        store.finish_trial(lost, retried_as=retry)
-        in_flight[retry] = in_flight.pop(number)
-        retries[retry] = number
-    return retries
-
-
-def _request(store: RunStore, number: int, config: dict[str, Any]) -> TrialRequest:
-    return TrialRequest(
-        number,
-        config,
-        trial_seed(store.seed, number),
-        store.run_dir / "trials" / str(number),
-        store.experiment.budget.trial_timeout,
-    )
 
 
 def _checked(result: TrialResult, experiment: Experiment) -> TrialResult:
@@ -295,6 +211,7 @@ def run(
     parallel: int | None = None,
     seed: int | None = None,
     out: str | Path = "runs",
+    steps: int | None = None,
     name: str | None = None,
     resume: str | Path | None = None,
     executor: str = "local",
@@ -324,10 +241,18 @@ def run(
             f"--population: must be one of {', '.join(POPULATION_MODES)} (got {population!r})"
         )
     store = (
-        _resumed(Path(resume), algo, trials, parallel, storage)
+        _resumed(
+            Path(resume), algo, {"trials": trials, "steps": steps, "parallel": parallel}, storage
+        )
         if resume is not None
         else _created(
-            experiment, algo or "tpe", trials, parallel, seed, Path(out), name, storage, scheduler
+            experiment,
+            algo or "tpe",
+            {"trials": trials, "steps": steps, "parallel": parallel, "seed": seed},
+            Path(out),
+            name,
+            storage,
+            scheduler,
         )
     )
     try:
@@ -375,11 +300,6 @@ def drive(
             size = population_size(population, exp, algorithm)
             runner = Runner(pool, build_objective(exp.objective).dispatch_policy(size))
             scheduler = schedulers.create(*exp.scheduler_spec())
-            if scheduler.name != "none" and not pool.relays_reports:
-                raise UserInputError(
-                    f"--scheduler: {scheduler.name} needs an executor that relays reports "
-                    "(inline or local; the ray executor does not yet)"
-                )
             optimize(store, algorithm, runner, clock, watcher, scheduler)
         except KeyboardInterrupt:
             interrupted = True
@@ -402,8 +322,6 @@ def population_size(mode: str, experiment: Experiment, algorithm: Algorithm) -> 
         )
     if mode == "off" or experiment.objective.trainer is None:
         return 1
-    if experiment.scheduler_spec()[0] != "none":  # members cannot be stopped one by one yet
-        return 1
     if mode == "auto" and not algorithm.batch_friendly:
         return 1
     return experiment.budget.population_size
@@ -412,9 +330,7 @@ def population_size(mode: str, experiment: Experiment, algorithm: Algorithm) -> 
 def _created(
     experiment: Experiment | str | Path | None,
     algo: str,
-    trials: int | None,
-    parallel: int | None,
-    seed: int | None,
+    budget: dict[str, int | None],
     out: Path,
     name: str | None,
     storage: str | None,
@@ -425,9 +341,7 @@ def _created(
     if name is not None:
         check_name(name, "--name")
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
-    exp = exp.with_overrides(
-        trials=trials, parallel=parallel, seed=seed, name=name, scheduler=scheduler
-    )
+    exp = exp.with_overrides(**budget, name=name, scheduler=scheduler)
     algorithms.get_algorithm(algo)
     build_objective(exp.objective).check()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -438,8 +352,7 @@ def _created(
 def _resumed(
     run_dir: Path,
     algo: str | None,
-    trials: int | None,
-    parallel: int | None,
+    budget: dict[str, int | None],
     storage: str | None,
 ) -> RunStore:
     """Reopen a run; nothing is written (not even to the study) before the flags are checked,
@@ -450,8 +363,8 @@ def _resumed(
     store = RunStore.open(run_dir, storage, manifest)
     try:
         build_objective(store.experiment.objective).check()
-        if trials is not None or parallel is not None:
-            store.experiment = store.experiment.with_overrides(trials=trials, parallel=parallel)
+        if any(value is not None for value in budget.values()):
+            store.experiment = store.experiment.with_overrides(**budget)
             store.save_experiment()
     except BaseException:
         store.close()

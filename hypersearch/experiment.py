@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from hypersearch.errors import ExperimentError, format_validation_error, user_errors
 from hypersearch.objectives.trainer.settings import METRICS, TUNABLE, TrainerSpec
+from hypersearch.safe_yaml import read_yaml
 from hypersearch.space import Param, SearchSpace, StrictModel, rule_error
 
 # Letters, digits, '.', '_' and '-'; never a leading dot (".", ".." or a hidden folder).
@@ -102,17 +103,32 @@ class ObjectiveSpec(StrictModel):
 
 
 class Budget(StrictModel):
-    """How many trials, how many at once, how long one may run (seconds), and what one trial
-    holds on a Ray cluster (``cpus_per_trial``, ``gpus_per_trial``: Ray schedules by them; the
-    local executor does not use them)."""
+    """How many trials (pruned ones count) or ``steps`` (epochs, all trials together; alone,
+    trials are unbounded), how many at once, how long one may run (seconds), what one trial
+    holds on Ray (``cpus_per_trial``, ``gpus_per_trial``; the local executor ignores them)."""
 
-    trials: Annotated[int, Field(ge=1)] = 40
+    trials: Annotated[int, Field(ge=1)] | None = 40
+    steps: Annotated[int, Field(ge=1)] | None = None
     parallel: Annotated[int, Field(ge=1)] = 1
     trial_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     cpus_per_trial: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
     gpus_per_trial: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     # Most built-in-trainer trials trained together as one population in one slot.
     population_size: Annotated[int, Field(ge=1)] = 16
+
+    @model_validator(mode="before")
+    @classmethod
+    def _steps_alone(cls, data: Any) -> Any:
+        """``steps`` given without ``trials`` bounds the run by steps alone."""
+        if isinstance(data, dict) and data.get("steps") is not None and "trials" not in data:
+            return {**data, "trials": None}
+        return data
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Budget:
+        if self.trials is None and self.steps is None:
+            raise rule_error("trials", "give trials, steps or both")
+        return self
 
     @field_validator("cpus_per_trial", "gpus_per_trial")
     @classmethod
@@ -121,6 +137,12 @@ class Budget(StrictModel):
         if value > 1 and not value.is_integer():
             raise ValueError("must be at most 1 or a whole number")
         return value
+
+
+def budget_words(budget: Budget) -> str:
+    """``40 trials``, ``500 steps`` or ``40 trials or 500 steps``."""
+    words = [f"{budget.trials} trials"] if budget.trials is not None else []
+    return " or ".join(words + ([f"{budget.steps} steps"] if budget.steps else []))
 
 
 class RaySpec(StrictModel):
@@ -311,6 +333,9 @@ class Experiment(StrictModel):
         """A copy with top-level or ``budget`` fields changed (``trials=…``, ``name=…``)."""
         data = self.model_dump(mode="json", exclude_none=True)
         budget_keys = set(Budget.model_fields)
+        steps_alone = changes.get("steps") and not changes.get("trials")
+        if steps_alone and "trials" not in self.budget.model_fields_set:  # not in the file
+            data["budget"].pop("trials", None)
         for key, value in changes.items():
             if value is None:
                 continue
@@ -334,80 +359,6 @@ def _existing(path: str, info: ValidationInfo, field: str) -> Path:
 def _resolve(path: str, info: ValidationInfo) -> Path:
     base = Path((info.context or {}).get("base_dir", "."))
     return (base / Path(path).expanduser()).resolve()
-
-
-class _Loader(yaml.SafeLoader):
-    """``safe_load``, except that ``1e-3`` is a float (below)."""
-
-
-# YAML 1.1 (PyYAML) needs a dot in floats, so `1e-3` would be the string "1e-3"; YAML 1.2 agrees
-# with users that it is a number.
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-# Nodes a document may expand to, aliases included: far above any real experiment, far below
-# what a "billion laughs" file (nested aliases, exponential growth) needs to hang the reader.
-MAX_YAML_NODES = 10_000
-MAX_YAML_DEPTH = 50  # nesting; far deeper would exhaust Python's recursion while reading
-
-
-def read_yaml(text: str, source: str = "experiment") -> Any:
-    """Parse YAML safely; syntax errors, unsafe tags, repeated keys and documents that expand
-    past ``MAX_YAML_NODES`` become one-line errors with a position."""
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        _check_nodes(node, [], [0])
-        return None if node is None else loader.construct_document(node)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = " ".join(str(err.problem or err).split())
-        raise ExperimentError(source, f"{where}{problem}") from None
-    except yaml.YAMLError as err:
-        raise ExperimentError(source, " ".join(str(err).split())) from None
-    except RecursionError:  # nested so deeply that PyYAML's reader gives up
-        raise ExperimentError(source, f"nested deeper than {MAX_YAML_DEPTH} levels") from None
-    finally:
-        loader.dispose()
-
-
-def _check_nodes(node: yaml.Node | None, path: list[str], count: list[int]) -> None:
-    """Walk the document as it expands (an alias counts each time it is used): PyYAML keeps
-    the last of two equal keys silently, so a repeated key is an error here; and a document
-    that expands past ``MAX_YAML_NODES`` is refused before anything is built from it."""
-    count[0] += 1
-    if len(path) > MAX_YAML_DEPTH:
-        raise ExperimentError(
-            ".".join(path[:3]) + ".…", f"nested deeper than {MAX_YAML_DEPTH} levels"
-        )
-    if count[0] > MAX_YAML_NODES:
-        raise ExperimentError(
-            ".".join(path) or "experiment",
-            f"expands to more than {MAX_YAML_NODES} values through YAML aliases "
-            "(a 'billion laughs' file?)",
-        )
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, yaml.Mark] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            mark = key_node.start_mark
-            if key in seen:
-                raise ExperimentError(
-                    ".".join([*path, key]),
-                    f"duplicate key (line "
-                    f"{mark.line + 1}, column {mark.column + 1}; first at "
-                    f"line {seen[key].line + 1})",
-                )
-            seen[key] = mark
-            _check_nodes(value_node, [*path, key], count)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _check_nodes(item, [*path, str(index)], count)
 
 
 def parse_experiment(

@@ -36,14 +36,16 @@ def objective(config, ctx):
 """
 
 COMMAND = """
-import json, pathlib, sys, time
+import json, os, pathlib, sys, time
 x = float(sys.argv[1])
 for step in range(1, 10):
     print(json.dumps({"step": step, "value": (x - 0.3) ** 2 + 1.0 / step}), flush=True)
     print(json.dumps({"step": step, "note": "a log line, not a report"}), flush=True)
-    time.sleep(0.01)
-pathlib.Path(sys.argv[2], "ran-to-the-end").touch()  # a stopped command never gets here
-print(json.dumps({"value": (x - 0.3) ** 2 + 1.0 / 9}))
+    time.sleep(0.05)
+print(json.dumps({"value": (x - 0.3) ** 2 + 1.0 / 9}), flush=True)
+# A stopped command never gets here; one whose stop came after its end keeps its result.
+pathlib.Path(sys.argv[2], "ran-to-the-end").touch()
+os._exit(0)
 """
 ASHA = "{asha: {min_step: 1, max_step: 9, reduction_factor: 3}}"  # rungs at steps 1 and 3
 

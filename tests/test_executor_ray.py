@@ -3,6 +3,10 @@ reasons and timeouts as the local executor, and no process left behind by a time
 
 One Ray instance, started once for this file (bound to 127.0.0.1), serves the in-process tests
 and the ``hypersearch run --ray-address`` runs; one run starts its own instance as a user's would.
+
+Early stopping over Ray: reports reach the scheduler while trials run, stops reach the trials
+(``ctx.should_stop()``; SIGTERM for a command), and a report of an attempt the driver no longer
+follows is never heard.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,9 +28,19 @@ from hypersearch.executors.ray import (  # noqa: E402
     RayExecutor,
     _laptop_mode,
 )
+from hypersearch.executors.ray_reports import ReportRelay  # noqa: E402
 from hypersearch.experiment import Budget, ObjectiveSpec  # noqa: E402
 from hypersearch.store import opened  # noqa: E402
+from hypersearch.trials import Report  # noqa: E402
 from tests.conftest import REPO, run_cli, survivors  # noqa: E402
+from tests.test_early_stopping import (  # noqa: E402
+    ASHA,
+    REPORTING,
+    check_pruned_everywhere,
+    experiment,
+    intermediate,
+    rows,
+)
 from tests.test_executors import (  # noqa: E402
     Run,
     assert_failed,
@@ -384,3 +399,116 @@ def test_a_ray_runtime_env_path_that_does_not_exist_is_one_line(tmp_path: Path) 
     assert line == (
         f"error: ray.runtime_env.working_dir: {tmp_path / 'no-such-folder'} does not exist"
     )
+
+
+# Early stopping over Ray.
+
+
+def run_on_ray(cli: Callable[..., Any], path: Path, out: Path, address: str) -> tuple[Path, Any]:
+    result = cli(
+        "run", path, "--algo", "random", "--executor", "ray", "--ray-address", address,
+        "--out", out,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    run_dir = next(out.iterdir())
+    assert list((run_dir / "logs").glob("ray-worker-*.log"))  # the trials ran in Ray workers
+    return run_dir, result
+
+
+@pytest.mark.slow
+def test_python_reports_and_stops_on_ray(
+    ray_address: str,
+    tmp_path: Path,
+    cli: Callable[..., Any],
+) -> None:
+    """As with the inline and local executors: under ASHA the bad trials end PRUNED at a rung
+    (step 1 or 3) with every step's value in the study, the others run all 9 steps."""
+    (tmp_path / "rep.py").write_text(REPORTING)
+    objective = "{python: {function: 'rep:objective', path: ['" + str(tmp_path) + "']}}"
+    path = experiment(tmp_path, objective, ASHA)
+    run_dir, result = run_on_ray(cli, path, tmp_path / "r", ray_address)
+    table = check_pruned_everywhere(run_dir, 12)
+    first_pruned = next(r for r in table if r["state"] == "PRUNED")
+    assert f"trial {first_pruned['number']} PRUNED value=" in result.stderr
+    for r in table:  # raised TrialPruned: its last report's metrics; returned: what it returned
+        raised = r["state"] == "PRUNED" and float(r["x"]) > 0.5
+        assert (float(r["aux"]) == float(r["steps"])) if raised else r["aux"] == ""
+
+
+# Trial N's loss is N + 1/step: every trial is worse than all those before it. Under the median
+# rule with one start-up trial, the first trial to end completes, and trials 2, 3, … (started
+# only once one has ended) are worse than every finished one at step 1: stopped there. They wait
+# for that stop after step 1; a trial that is never stopped would run on to its end.
+STOPPABLE = """
+import json, os, pathlib, signal, sys, time
+number = int(os.environ["HYPERSEARCH_TRIAL"])
+folder = pathlib.Path(os.environ["HYPERSEARCH_TRIAL_DIR"])
+folder.mkdir(parents=True, exist_ok=True)
+
+def stopped(signum, frame):
+    (folder / "got-sigterm").touch()
+    sys.exit(0)
+
+signal.signal(signal.SIGTERM, stopped)
+for step in range(1, 4):
+    print(json.dumps({"step": step, "value": number + 1.0 / step}), flush=True)
+    if number >= 2:
+        time.sleep(120)
+(folder / "ran-to-the-end").touch()
+print(json.dumps({"value": number + 1.0 / 3}))
+"""
+MEDIAN = "{median: {startup_trials: 1, min_trials: 1}}"
+
+
+@pytest.mark.slow
+def test_a_command_stopped_on_ray_gets_sigterm(
+    ray_address: str,
+    tmp_path: Path,
+    cli: Callable[..., Any],
+) -> None:
+    (tmp_path / "stoppable.py").write_text(STOPPABLE)
+    objective = "{command: {argv: [python, stoppable.py], cwd: '" + str(tmp_path) + "'}}"
+    path = experiment(tmp_path, objective, MEDIAN, trials=5)
+    run_dir, _ = run_on_ray(cli, path, tmp_path / "r", ray_address)
+    table = {int(r["number"]): r for r in rows(run_dir)}
+    curves = intermediate(run_dir)
+    assert sorted(table) == list(range(5))
+    assert "COMPLETE" in {table[0]["state"], table[1]["state"]}
+    for number, r in table.items():
+        folder = run_dir / "trials" / str(number)
+        assert sorted(curves[number]) == list(range(1, int(r["steps"]) + 1))
+        if r["state"] == "COMPLETE":
+            assert r["steps"] == "3" and (folder / "ran-to-the-end").exists()
+        if number >= 2:  # stopped at its first report, by SIGTERM, in its wait
+            assert (r["state"], r["steps"]) == ("PRUNED", "1"), r
+            assert (folder / "got-sigterm").exists()
+            assert not (folder / "ran-to-the-end").exists()
+
+
+@pytest.mark.slow
+def test_a_report_of_an_attempt_no_longer_followed_is_not_heard(
+    ray_address: str,
+) -> None:
+    """Trial 0's first attempt (lost, say) and its retry report at once: only the retry's
+    report is heard, each gets its own verdict, and the stale attempt is told to stop."""
+    relay = ReportRelay(ray.get_runtime_context().get_node_id())
+    heard: list[Report] = []
+
+    def listener(report: Report) -> bool:
+        heard.append(report)
+        return False
+
+    board = relay.board()
+    try:
+        stale = board.report.remote(relay.attempt(), Report(0, 1, {"value": 1.0}))
+        retry = relay.attempt()
+        live = board.report.remote(retry, Report(0, 1, {"value": 2.0}))
+        deadline = time.monotonic() + 120  # a safety net: it takes milliseconds
+        while len(ray.wait([stale, live], num_returns=2, timeout=0)[0]) < 2:
+            assert time.monotonic() < deadline, "the board never answered"
+            ray.wait(relay.waitables(), timeout=1.0)
+            relay.relay({retry}, listener)
+        assert (ray.get(stale), ray.get(live)) == (True, False)
+        assert heard == [Report(0, 1, {"value": 2.0})]
+    finally:
+        relay.close()

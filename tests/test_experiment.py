@@ -309,7 +309,7 @@ MALFORMED = [
         budget: {trails: 3}
      """,
         "budget.trails: unknown field (did you mean 'trials'?); allowed: cpus_per_trial, "
-        "gpus_per_trial, parallel, population_size, trial_timeout, trials",
+        "gpus_per_trial, parallel, population_size, steps, trial_timeout, trials",
     ),
     (
         "name-dot",
@@ -558,7 +558,7 @@ def test_unknown_field_lists_what_is_allowed_in_the_same_order_every_time(
     }
     assert lines == {
         "error: budget.trails: unknown field (did you mean 'trials'?); allowed: cpus_per_trial, "
-        "gpus_per_trial, parallel, population_size, trial_timeout, trials\n"
+        "gpus_per_trial, parallel, population_size, steps, trial_timeout, trials\n"
     }
 
 

@@ -132,7 +132,8 @@ def _population(
     channel: Channel | None,
 ) -> TrialResult:
     """Train the members together; a member's failure fails only that member, and its
-    duration is its share of the population's time. Members report each on their own."""
+    duration is its share of the population's time. Members report each on their own; one
+    the scheduler stopped is PRUNED, as a stopped single trial is."""
     contexts = [
         TrialContext(m.number, m.seed, device, m.trial_dir, None, m.overrides, channel)
         for m in request.members
@@ -151,6 +152,9 @@ def _population(
                     member, failure.reason, str(failure), device=device, duration_s=share
                 )
             )
+            continue
+        if ctx.should_stop():  # it left the population when the scheduler stopped it
+            members.append(_pruned(ctx, metrics, device, share))
             continue
         step = ctx.reports[-1].step if ctx.reports else None
         members.append(
@@ -192,7 +196,6 @@ class Executor(abc.ABC):
     (``ctx.should_stop()``; a command's process group gets SIGTERM)."""
 
     listener: Callable[[Report], bool] | None = None
-    relays_reports = True  # whether trials' reports reach the listener while they run
 
     def listen(self, listener: Callable[[Report], bool] | None) -> None:
         """Hear every report (None: stop listening); the answer is whether the trial stops."""

@@ -13,6 +13,8 @@ trial left in the worker's process group. The driver is the backstop: a trial st
 ``TIMEOUT_GRACE_S`` after its timeout has its worker killed (``ray.cancel(force=True)``). A worker
 that dies fails its trial with ``worker_lost``; one killed by Ray's memory monitor with ``oom``.
 
+Reports and stops travel through a small actor (``ray_reports``): a trial's report waits there
+for the driver's verdict, which the driver gives as it polls, as the local executor does.
 Connecting to Ray (a cluster at ``--ray-address``, or a private local instance bound to
 127.0.0.1 and stopped at the end) and the trials' ``runtime_env`` are ``ray_cluster``'s job.
 """
@@ -41,6 +43,7 @@ from hypersearch.executors.ray_cluster import (
 from hypersearch.executors.ray_cluster import _laptop_mode as _laptop_mode
 from hypersearch.executors.ray_cluster import check_address as check_address
 from hypersearch.executors.ray_cluster import connect, runtime_env
+from hypersearch.executors.ray_reports import BoardChannel, ReportRelay
 from hypersearch.objectives.base import Objective
 from hypersearch.processes import group_members, kill_all, kill_group
 
@@ -118,8 +121,11 @@ def _output_to(log_dir: str | None) -> Iterator[None]:
         os.close(saved[1])
 
 
-def _run_trial(spec_json: str, request: TrialRequest, log_dir: str | None) -> Iterator[Any]:
-    """The Ray task: acknowledge the start, run the trial, clean up after a timeout."""
+def _run_trial(
+    spec_json: str, request: TrialRequest, log_dir: str | None, board: Any, attempt: int
+) -> Iterator[Any]:
+    """The Ray task: acknowledge the start, run the trial (its reports to ``board``, if any,
+    as ``attempt``), clean up after a timeout."""
     device = _device()
     if device == "cpu":  # as the local executor's CPU workers: no GPU to pick up by accident
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
@@ -132,8 +138,9 @@ def _run_trial(spec_json: str, request: TrialRequest, log_dir: str | None) -> It
         )
         return
     yield (STARTED, device, group, ray.get_runtime_context().get_node_id())
+    channel = None if board is None else BoardChannel(board, attempt)
     with _output_to(log_dir):
-        result = execute(objective, request, device, enforce_timeout=True)
+        result = execute(objective, request, device, enforce_timeout=True, channel=channel)
     if result.reason == "timeout":
         _kill_group_members()
     elif result.reason == "oom":
@@ -149,6 +156,7 @@ class _Trial:
     request: TrialRequest
     task: Any  # the task's ObjectRefGenerator
     submitted: float
+    attempt: int  # its reports' key (a retry of the same trial is another attempt)
     started: float | None = None  # when its acknowledgement arrived
     device: str = "cpu"
     group: int | None = None  # its worker's process group, if the worker leads one
@@ -164,8 +172,6 @@ class _Trial:
 
 class RayExecutor(Executor):
     """Keeps up to ``parallel`` trials in flight as Ray tasks."""
-
-    relays_reports = False  # not yet: a Ray task cannot hear the driver while it runs
 
     def __init__(
         self,
@@ -190,6 +196,7 @@ class RayExecutor(Executor):
         env = runtime_env(objective_spec, ray_spec, ship_objective=address is not None)
         self._connected = connect(address, parallel, cpus_per_trial, gpus_per_trial, env)
         self._node = ray.get_runtime_context().get_node_id()
+        self._relay = ReportRelay(self._node)
         # A worker that ran a GPU trial is not reused (Ray's default for GPU tasks): its CUDA
         # context is tied to that GPU, and the next trial may be given another one.
         self._task = ray.remote(
@@ -204,8 +211,11 @@ class RayExecutor(Executor):
         return self._parallel - len(self._trials)
 
     def submit(self, request: TrialRequest) -> int:
-        task = self._task.remote(self._spec_json, request, self._log_dir)
-        self._trials[request.number] = _Trial(request, task, time.monotonic())
+        """Start a trial; its reports go to the board while someone listens."""
+        board = None if self.listener is None else self._relay.board()
+        attempt = self._relay.attempt()
+        task = self._task.remote(self._spec_json, request, self._log_dir, board, attempt)
+        self._trials[request.number] = _Trial(request, task, time.monotonic(), attempt)
         return request.number
 
     def poll(self, timeout: float | None) -> list[TrialResult]:
@@ -216,14 +226,16 @@ class RayExecutor(Executor):
             if results or not self._trials or now >= deadline:
                 return results
             wake = min(deadline, *(t.deadline() for t in self._trials.values()))
-            ray.wait(
-                [t.task for t in self._trials.values()],
+            ray.wait(  # wakes on a task's message, or on reports waiting for a verdict
+                [*(t.task for t in self._trials.values()), *self._relay.waitables()],
                 num_returns=1,
                 timeout=None if wake == math.inf else max(0.0, wake - now),
             )
 
     def _collect(self) -> list[TrialResult]:
-        """Take what the tasks sent (acknowledgements, results, failures); fail overdue ones."""
+        """Judge the waiting reports; take what the tasks sent (acknowledgements, results,
+        failures); fail overdue ones."""
+        self._relay.relay({t.attempt for t in self._trials.values()}, self.heard)
         results = []
         while self._trials:
             tasks = [t.task for t in self._trials.values()]
@@ -274,6 +286,7 @@ class RayExecutor(Executor):
             with contextlib.suppress(Exception):
                 self._end(trial)
         self._trials = {}
+        self._relay.close()
         if self._connected:
             self._connected = False
             ray.shutdown()  # stops the local instance, or disconnects from the cluster

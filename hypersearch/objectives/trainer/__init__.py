@@ -6,7 +6,7 @@ the device its worker was given (``cuda`` when pinned to a GPU, else the CPU).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hypersearch.errors import TrialFailure
@@ -35,26 +35,21 @@ class TrainerObjective(Objective):
         from hypersearch.objectives.trainer.loop import train
 
         settings = self.settings(config, ctx.overrides)
-
-        def epoch_done(epoch: int, metrics: dict[str, float]) -> bool:
-            """Report every epoch (step = epoch); stop when the scheduler says so."""
-            ctx.report(epoch, metrics)
-            return ctx.should_stop()
-
         return train(
             settings,
             _data(settings),
             seed=ctx.seed,
             device=_device(ctx),
             trial_dir=ctx.trial_dir,
-            epoch_done=epoch_done,
+            epoch_done=_reporter(ctx),
         )
 
     def evaluate_population(
         self, configs: list[Mapping[str, Any]], contexts: list[TrialContext]
     ) -> list[dict[str, float] | TrialFailure]:
         """Train the configs as one stacked model (``population.py``); they must share
-        ``settings.population_key`` (the engine groups them so)."""
+        ``settings.population_key`` (the engine groups them so). Each member reports on its
+        own context and leaves the population when its trial is stopped."""
         from hypersearch.objectives.trainer.population import train_population
 
         members = [
@@ -71,8 +66,20 @@ class TrainerObjective(Objective):
                 seeds=[ctx.seed for ctx in contexts[start : start + size]],
                 device=device,
                 trial_dirs=[ctx.trial_dir for ctx in contexts[start : start + size]],
+                epoch_done=[_reporter(ctx) for ctx in contexts[start : start + size]],
             )
         return outcomes
+
+
+def _reporter(ctx: TrialContext) -> Callable[[int, dict[str, float]], bool]:
+    """The trainer's ``epoch_done`` for a trial: report every epoch (step = epoch), stop when
+    the scheduler says so."""
+
+    def epoch_done(epoch: int, metrics: dict[str, float]) -> bool:
+        ctx.report(epoch, metrics)
+        return ctx.should_stop()
+
+    return epoch_done
 
 
 def _members_that_fit(settings: Any, wanted: int, headroom: float = 0.8) -> int:

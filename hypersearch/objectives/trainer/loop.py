@@ -30,6 +30,10 @@ CHECK_EVERY = 10  # steps between checks for a NaN/inf loss (each check waits fo
 # Testing aid: raise the real torch out-of-memory error when the batch is larger than this, so
 # the out-of-memory ladder can be exercised on a machine without a GPU.
 SIMULATE_OOM_ENV = "HYPERSEARCH_SIMULATE_OOM_ABOVE_BATCH"
+# What a trial reports each epoch (``epoch_done``): one epoch's entry of epochs.csv, these keys.
+REPORTED = ("train_loss", "val_loss", "val_accuracy")
+# Hears a trial's epoch (counted from 1) and its REPORTED metrics; True stops the trial there.
+EpochDone = Callable[[int, dict[str, float]], bool]
 
 
 def _scheduler(
@@ -133,7 +137,7 @@ def train(
     device: str,
     trial_dir: Path | None = None,
     dtype: torch.dtype = torch.float32,
-    epoch_done: Callable[[int, dict[str, float]], bool] | None = None,
+    epoch_done: EpochDone | None = None,
 ) -> dict[str, float]:
     """Train ``settings.model`` on ``data``; returns the trial's metrics.
 
@@ -173,8 +177,7 @@ def train(
         why = divergence(settings, epoch, train_loss, val_loss, first_loss)
         if why is not None:
             raise TrialFailure("non_finite", why)
-        heard = {"train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy}
-        if epoch_done is not None and epoch_done(epoch + 1, heard):
+        if epoch_done is not None and epoch_done(epoch + 1, reported(history[-1])):
             break
 
     seconds = time.perf_counter() - started
@@ -279,6 +282,11 @@ def _train_epoch(
         fit.step()
     assert first_loss is not None
     return float(loss_sum) / seen, first_loss
+
+
+def reported(entry: dict[str, float]) -> dict[str, float]:
+    """What an epoch's entry of the history reports (``epoch_done``): ``REPORTED``."""
+    return {name: entry[name] for name in REPORTED}
 
 
 def divergence(

@@ -8,6 +8,9 @@ per-member BatchNorm (statistics are per channel). ReLU, pooling and dropout wor
 per channel, so they need no change; dropout masks are drawn for the whole population, so with
 ``dropout > 0`` members do not reproduce their single trials (the statistics are the same). mlp,
 cnn and resnet are supported. All members' parameters live in one ``ParameterStore``.
+
+Members can leave (``StackedModel.keep``): the stack shrinks to the others, whose parameters and
+statistics are kept as they are, so a member that stopped costs nothing from then on.
 """
 
 from __future__ import annotations
@@ -50,6 +53,13 @@ class ParameterStore:
         self.flat = torch.cat(self._pending, 1).to(device, dtype).requires_grad_()
         self._pending = []
 
+    def keep(self, rows: list[int]) -> None:
+        """Only members ``rows`` (positions in the stack, in order) stay: a new, smaller leaf."""
+        with torch.no_grad():
+            self.flat = self.flat[rows].requires_grad_()
+        self.k = len(rows)
+        self._parts = []
+
     def split(self) -> None:
         """Views of this forward pass (call once per forward)."""
         sizes = [math.prod(shape) for shape in self.shapes]
@@ -90,7 +100,7 @@ class _Conv(nn.Module):
             raise ValueError(f"population training cannot stack padding_mode={first.padding_mode}")
         self.store = store
         self.stride, self.padding, self.dilation = first.stride, first.padding, first.dilation
-        self.groups = first.groups * len(convs)
+        self.member_groups = first.groups  # one member's; the stack has store.k times as many
         self.weight_slot = store.add([conv.weight for conv in convs])
         self.bias_slot = None
         if first.bias is not None:
@@ -99,7 +109,8 @@ class _Conv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.store[self.weight_slot].flatten(0, 1)
         bias = None if self.bias_slot is None else self.store[self.bias_slot].flatten()
-        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+        groups = self.member_groups * self.store.k
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
 
 
 class StackedBatchNorm(nn.Module):
@@ -137,17 +148,22 @@ class StackedBatchNorm(nn.Module):
         self.running_mean[i] = 0
         self.running_var[i] = 1
 
+    def keep(self, rows: list[int]) -> None:
+        """Only members ``rows``' running statistics stay (``StackedModel.keep``)."""
+        self.running_mean = self.running_mean[rows]
+        self.running_var = self.running_var[rows]
+
 
 class _Flatten(nn.Module):
     """``nn.Flatten`` to the members' (k, B, features) layout."""
 
-    def __init__(self, k: int, conv: bool) -> None:
+    def __init__(self, store: ParameterStore, conv: bool) -> None:
         super().__init__()
-        self.k, self.conv = k, conv
+        self.store, self.conv = store, conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.conv:  # (B, k*C, H, W) -> (k, B, C*H*W)
-            return x.reshape(x.shape[0], self.k, -1).transpose(0, 1)
+            return x.reshape(x.shape[0], self.store.k, -1).transpose(0, 1)
         return x.flatten(2)  # (k, B, ...) -> (k, B, features)
 
 
@@ -194,7 +210,7 @@ def _stack(modules: list[nn.Module], store: ParameterStore, conv: bool) -> nn.Mo
     if (norms := _all(modules, nn.BatchNorm2d)) is not None:
         return StackedBatchNorm(norms, store)
     if isinstance(first, nn.Flatten) and (first.start_dim, first.end_dim) == (1, -1):
-        return _Flatten(len(modules), conv)
+        return _Flatten(store, conv)
     if type(first) in _PER_CHANNEL:
         return first
     raise ValueError(
@@ -219,3 +235,12 @@ class StackedModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.store.split()
         return self.body(x)
+
+    def keep(self, rows: list[int]) -> None:
+        """Only members ``rows`` (positions in the stack, in order) stay, as they are: every
+        computation is per member, so the others compute from here what they would have
+        computed with the leavers still there."""
+        self.store.keep(rows)
+        for module in self.modules():
+            if isinstance(module, StackedBatchNorm):
+                module.keep(rows)

@@ -56,6 +56,14 @@ class StackedSGD:
         updated = torch.addcmul(param, lr[:, None], direction, value=-1)
         param.copy_(updated if keep is None else torch.where(keep, updated, param))
 
+    def keep(self, rows: list[int], flat: torch.Tensor) -> None:
+        """Only members ``rows`` stay, with their settings and momentum; ``flat``: the store's
+        new parameters (``ParameterStore.keep``)."""
+        self.flat, self.buffer = flat, self.buffer[rows]
+        self.weight_decay, self.momentum = self.weight_decay[rows], self.momentum[rows]
+        if self.nesterov is not None:
+            self.nesterov = self.nesterov[rows]
+
 
 class MemberScaler:
     """``torch.amp.GradScaler``'s dynamic loss scaling (fp16 on CUDA), one scale per member, so
@@ -67,6 +75,10 @@ class MemberScaler:
         self.growth = template.get_growth_factor()
         self.backoff = template.get_backoff_factor()
         self.interval = template.get_growth_interval()
+
+    def keep(self, rows: list[int]) -> None:
+        """Only members ``rows`` stay, each with its scale and its count of clean steps."""
+        self.factor, self.tracker = self.factor[rows], self.tracker[rows]
 
     def scale(self, losses: torch.Tensor) -> torch.Tensor:
         return losses * self.factor
