@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -42,12 +42,20 @@ class Observation:
     """A finished trial as the algorithm sees it: its id, unit-cube point and losses.
 
     ``losses`` is None for a failed trial; ``step`` is set when a scheduler stopped the trial
-    early at that step (``losses`` is then None too: the trial has no final result)."""
+    early at that step (``losses`` is then None too: the trial has no final result, so no
+    algorithm can mistake it for a finished one). ``curve`` is the first objective as a loss
+    at every step the trial reported (any state; empty when it reported nothing): what an
+    algorithm may learn from a pruned trial."""
 
     id: int
     x: np.ndarray
     losses: tuple[float, ...] | None
     step: int | None = None
+    curve: Mapping[int, float] = field(default_factory=dict)
+
+    @property
+    def pruned(self) -> bool:
+        return self.step is not None
 
     @property
     def failed(self) -> bool:
