@@ -32,10 +32,10 @@ from hypersearch import algorithms, pareto
 from hypersearch.engine import Progress, RunResult, drive, sigterm_as_interrupt
 from hypersearch.errors import RunFolderError, UserInputError
 from hypersearch.executors import Executor, check_executor, make_executor
-from hypersearch.experiment import Experiment, check_name, load_experiment
+from hypersearch.experiment import Experiment, budget_words, check_name, load_experiment
 from hypersearch.folders import create_folder
 from hypersearch.objectives import build_objective
-from hypersearch.results import RunData, load_run
+from hypersearch.results import PRUNED, RunData, load_run
 from hypersearch.stats import Results, RunScore, best_so_far, results_table
 from hypersearch.store import RunStore, read_json_model
 
@@ -290,7 +290,7 @@ def evaluate(folder: CompareFolder, interrupted: bool = False) -> Comparison:
     finished (reads only the runs' exports, so it works while a compare is running)."""
     runs = folder.runs()
     scored, reference = score_runs(folder, runs)
-    results = tabulate(folder, scored, reference)
+    results = tabulate(folder, scored, reference, runs)
     return Comparison(folder, runs, scored, results, interrupted)
 
 
@@ -342,9 +342,13 @@ def score_runs(
 
 
 def tabulate(
-    folder: CompareFolder, scored: Sequence[RunScore], reference: np.ndarray | None
+    folder: CompareFolder,
+    scored: Sequence[RunScore],
+    reference: np.ndarray | None,
+    runs: Sequence[RunData] = (),
 ) -> Results:
-    """The results table of a compare folder, from its finished runs' scores."""
+    """The results table of a compare folder, from its finished runs' scores (and, for the
+    ``pruned`` and ``steps`` columns, the runs themselves)."""
     exp = folder.experiment
     multi = len(exp.objectives) > 1
     primary, direction = next(iter(exp.objectives.items()))
@@ -357,6 +361,7 @@ def tabulate(
         target=folder.target,
         multi=multi,
     )
+    outcome = Results(_with_steps(outcome.table, scored, runs), outcome.notes)
     outcome.notes.update(
         {
             "experiment": exp.name,
@@ -365,6 +370,7 @@ def tabulate(
             "algos": folder.algos,
             "planned_seeds": folder.seeds,
             "trials": exp.budget.trials,
+            "budget": budget_words(exp.budget),
             "runs_finished": len(scored),
             "runs_without_success": [
                 f"{exp.name}-{s.algo}-s{s.seed}" for s in scored if s.best is None
@@ -374,6 +380,32 @@ def tabulate(
         }
     )
     return outcome
+
+
+def _with_steps(
+    table: pd.DataFrame, scored: Sequence[RunScore], runs: Sequence[RunData]
+) -> pd.DataFrame:
+    """The table with ``pruned`` (trials a scheduler stopped, over all seeds, as ``failed``) and
+    ``steps`` (median over seeds of the steps a run trained: the sum of its counted trials'
+    last reported steps, a trial that reported none counting 0; NaN when no run of the algorithm
+    reported a step) after ``failed``."""
+    if "failed" not in table:  # no finished run: no rows, no columns
+        return table
+    finished = {(run.algo, run.seed): run for run in runs if run.done}
+    pruned: dict[str, int] = {}
+    steps: dict[str, float] = {}
+    for algo in table["algo"]:
+        mine = [
+            finished[k] for s in scored if s.algo == algo and (k := (s.algo, s.seed)) in finished
+        ]
+        pruned[algo] = sum(int((run.counted["state"] == PRUNED).sum()) for run in mine)
+        trained = [float(run.steps().sum()) for run in mine if run.reported_steps]
+        steps[algo] = float(np.median(trained)) if trained else float("nan")
+    table = table.copy()
+    at = list(table.columns).index("failed") + 1
+    table.insert(at, "pruned", table["algo"].map(pruned).astype(int))
+    table.insert(at + 1, "steps", table["algo"].map(steps).astype(float))
+    return table
 
 
 def _natural(reference: np.ndarray, exp: Experiment) -> dict[str, float]:

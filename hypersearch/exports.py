@@ -1,4 +1,5 @@
-"""A run folder's exports: ``trials.csv``, ``pareto.csv`` and ``summary.json``.
+"""A run folder's exports: ``trials.csv``, ``pareto.csv``, ``summary.json`` and, once a trial
+reported a step, ``curves.csv``.
 
 They are what readers (``results.load_run``, ``hypersearch report``, ``hypersearch compare``,
 pandas) use instead of the study, so they are rewritten atomically after every finished trial: a
@@ -9,6 +10,9 @@ reader never sees half a file, and never needs the run's lock or its storage URL
 is true for a trial whose worker was lost and whose retry took its place: it is shown, but left
 out of budgets, curves and failure counts, as the store's ``counted()`` leaves it out.
 ``steps`` is the last step a trial reported (a PRUNED trial's is where it was stopped).
+
+``curves.csv``: ``number,state,step,<first objective>``, one row per report of a trial (its
+learning curve, as the study's intermediate values hold it), every trial as trials.csv has it.
 
 This module reads a run through the ``RecordedRun`` protocol (which ``store.RunStore``
 satisfies) and never imports the store, which imports it.
@@ -37,6 +41,7 @@ from hypersearch.trials import COMPLETE, FAIL, PRUNED
 
 SUPERSEDED = "superseded"  # the trials.csv column, after the columns it had before it
 STEPS = "steps"  # the last step a trial reported (empty if it reported none), last
+CURVES = "curves.csv"  # the learning curves: one row per report
 
 
 class RecordedRun(Protocol):
@@ -90,6 +95,18 @@ def trials_frame(records: Sequence[TrialRecord], experiment: Experiment) -> pd.D
     return frame
 
 
+def curves_frame(records: Sequence[TrialRecord], experiment: Experiment) -> pd.DataFrame:
+    """``number,state,step,<first objective>``: each trial's reports (the first objective's value
+    at each step it reported), by trial number and step."""
+    primary = next(iter(experiment.objectives))
+    rows = [
+        (r.number, r.state, step, value)
+        for r in sorted(records, key=lambda r: r.number)
+        for step, value in sorted(r.curve.items())
+    ]
+    return pd.DataFrame(rows, columns=["number", "state", "step", primary])
+
+
 def pareto_frame(front: Sequence[TrialRecord], experiment: Experiment) -> pd.DataFrame:
     """``number,<param…>,<objective…>`` of the trials on the front."""
     frame = trials_frame(front, experiment)
@@ -130,7 +147,8 @@ def summary(run: RecordedRun, wall_seconds: float, overhead_seconds: float) -> d
         "algo": run.algo,
         "seed": run.seed,
         "trials": len(finished),
-        "budget": experiment.budget.trials,
+        "budget": experiment.budget.trials,  # None: bounded by steps alone
+        "budget_steps": experiment.budget.steps,
         "complete": sum(r.state == COMPLETE for r in finished),
         "failed": sum(r.state == FAIL for r in finished),
         "running": len(run.running()),
@@ -154,13 +172,17 @@ def summary(run: RecordedRun, wall_seconds: float, overhead_seconds: float) -> d
 
 
 def write(run: RecordedRun, wall_seconds: float, overhead_seconds: float) -> dict[str, Any]:
-    """Rewrite trials.csv, pareto.csv and summary.json (each atomically); returns the summary."""
+    """Rewrite trials.csv, pareto.csv, summary.json and, once a trial reported a step,
+    curves.csv (each atomically); returns the summary."""
     records = sorted(run.records.values(), key=lambda r: r.number)
     trials = trials_frame(records, run.experiment)
     front = pareto_frame(run.front(), run.experiment)
     written = summary(run, wall_seconds, overhead_seconds)
     with user_errors("run folder", run.run_dir, writing=True):
         atomic_write(run.run_dir / "trials.csv", trials.to_csv(index=False))
+        if any(r.curve for r in records):
+            curves = curves_frame(records, run.experiment)
+            atomic_write(run.run_dir / CURVES, curves.to_csv(index=False))
         atomic_write(run.run_dir / "pareto.csv", front.to_csv(index=False))
         atomic_write(run.run_dir / "summary.json", json.dumps(written, indent=2, default=str))
     return written

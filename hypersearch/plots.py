@@ -4,9 +4,11 @@ Figures are built with ``matplotlib.figure.Figure`` rather than pyplot: no globa
 backend, safe to call from any thread or a headless server.
 
 Run folder: ``history.png`` (objective per trial and best so far), ``params.png`` (pairs of
-parameters coloured by the objective, log axes where the space is log) and, for several
-objectives, ``pareto.png``. Compare folder: ``best_so_far.png`` (median and quartile band over
-seeds per algorithm), ``final_scores.png`` and, for several objectives, ``pareto_fronts.png``.
+parameters coloured by the objective, log axes where the space is log), for several
+objectives ``pareto.png``, and when trials reported steps ``learning_curves.png``. Compare
+folder: ``best_so_far.png`` (median and quartile band over seeds per algorithm), when trials
+reported steps ``best_so_far_steps.png`` (the same against steps trained), ``final_scores.png``
+and, for several objectives, ``pareto_fronts.png``. The pictures of steps are ``step_plots``'s.
 
 A run's plots show the trials that count (``RunData.counted``): a lost trial whose retry took
 its place is left out, as it is of the budget. This module reads runs (``results``) and scores
@@ -24,45 +26,12 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from hypersearch import pareto
+from hypersearch import pareto, step_plots
 from hypersearch.experiment import Experiment
+from hypersearch.plot_style import best_score_label, label, log_ok, run_title, save, score_sign
 from hypersearch.results import COMPLETE, FAIL, RunData
 from hypersearch.space import CategoricalParam, FloatParam, IntParam
 from hypersearch.stats import Results, RunScore
-
-DPI = 120
-UNITS = {
-    "val_loss": "cross-entropy, nats",
-    "train_loss": "cross-entropy, nats",
-    "val_accuracy": "fraction correct",
-    "train_seconds": "s",
-    "train_flops": "floating-point operations",
-    "peak_memory_mb": "MiB",
-    "n_params": "count",
-    "duration_s": "s",
-    "value": "function value",
-    "regret": "function value",
-}
-
-
-def label(metric: str, direction: str | None = None) -> str:
-    """``val_loss (cross-entropy, nats) ↓``: the metric, its unit, and which way is better."""
-    unit = UNITS.get(metric, "objective units")
-    arrow = {"minimize": " ↓ better", "maximize": " ↑ better"}.get(direction or "", "")
-    return f"{metric} ({unit}){arrow}"
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    return path
-
-
-def _log_ok(values: np.ndarray, span: float = 100.0) -> bool:
-    """A log axis helps when every value is positive and they span over ``span`` (two decades
-    by default)."""
-    finite = values[np.isfinite(values)]
-    return bool(len(finite)) and finite.min() > 0 and finite.max() / finite.min() > span
-
 
 # -- one run -------------------------------------------------------------------------------------
 
@@ -75,11 +44,8 @@ def run_plots(run: RunData, out_dir: Path | None = None) -> list[Path]:
     written = [history_plot(run, out_dir / "history.png"), params_plot(run, out_dir / "params.png")]
     if len(run.objectives) > 1:
         written.append(pareto_plot(run, out_dir / "pareto.png"))
-    return written
-
-
-def _title(run: RunData, what: str) -> str:
-    return f"{run.experiment.name} · {run.algo} · seed {run.seed}: {what}"
+    curves = step_plots.learning_curves_plot(run, out_dir / "learning_curves.png")
+    return written + ([curves] if curves is not None else [])
 
 
 def history_plot(run: RunData, path: Path) -> Path:
@@ -99,14 +65,14 @@ def history_plot(run: RunData, path: Path) -> Path:
         for x in numbers[failed]:
             ax.axvline(x, color="0.6", lw=0.8, ls=":")
         ax.plot([], [], color="0.6", ls=":", label=f"failed trial ({failed.sum()})")
-    if _log_ok(values):
+    if log_ok(values):
         ax.set_yscale("log")
     ax.set_xlabel("trial number")
     ax.set_ylabel(label(primary, direction))
-    ax.set_title(_title(run, f"{primary} per trial"))
+    ax.set_title(run_title(run, f"{primary} per trial"))
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _axis_values(run: RunData, name: str, frame: np.ndarray) -> tuple[np.ndarray, list[str] | None]:
@@ -141,7 +107,7 @@ def params_plot(run: RunData, path: Path, max_params: int = 4) -> Path:
     cmap = "viridis_r" if direction == "minimize" else "viridis"
     finite = objective[ok & np.isfinite(objective)]
     vmin, vmax = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
-    color_log = _log_ok(finite)
+    color_log = log_ok(finite)
     norm = None
     if color_log:
         from matplotlib.colors import LogNorm
@@ -165,7 +131,7 @@ def params_plot(run: RunData, path: Path, max_params: int = 4) -> Path:
         _set_axis(ax.set_xscale, ax.set_xticks, x_ticks, _is_log(run, x_name))
         if y_name is not None:
             _set_axis(ax.set_yscale, ax.set_yticks, y_ticks, _is_log(run, y_name))
-        elif _log_ok(y):
+        elif log_ok(y):
             ax.set_yscale("log")
         ax.set_xlabel(x_name + (" (log scale)" if _is_log(run, x_name) else ""))
         ax.set_ylabel(y_label + (" (log scale)" if y_name and _is_log(run, y_name) else ""))
@@ -174,8 +140,8 @@ def params_plot(run: RunData, path: Path, max_params: int = 4) -> Path:
         ax.set_visible(False)
     if mappable is not None:
         fig.colorbar(mappable, ax=axes[: len(pairs)].tolist(), label=label(primary, direction))
-    fig.suptitle(_title(run, "parameters, coloured by " + primary))
-    return _save(fig, path)
+    fig.suptitle(run_title(run, "parameters, coloured by " + primary))
+    return save(fig, path)
 
 
 def _set_axis(
@@ -207,14 +173,14 @@ def pareto_plot(run: RunData, path: Path) -> Path:
     ax.set_ylabel(label(m2, d2))
     # A front is read at its low end: spread it out once values span a decade (train_flops
     # across network widths, losses from a good trial to a diverging one).
-    if _log_ok(x, span=10):
+    if log_ok(x, span=10):
         ax.set_xscale("log")
-    if _log_ok(y, span=10):
+    if log_ok(y, span=10):
         ax.set_yscale("log")
-    ax.set_title(_title(run, "Pareto front"))
+    ax.set_title(run_title(run, "Pareto front"))
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # -- a comparison --------------------------------------------------------------------------------
@@ -237,19 +203,16 @@ def compare_plots(
     shown = [a for a in algos if any(s.algo == a for s in scored)]
     colors = {a: f"C{i % 10}" for i, a in enumerate(algos)}
     title = f"{experiment.name}: {len(shown)} algorithms × {notes['seeds']} seeds"
-    written = [
-        _best_so_far_plot(scored, shown, colors, notes, title, out_dir / "best_so_far.png"),
-        _finals_plot(scored, shown, colors, notes, title, out_dir / "final_scores.png"),
-    ]
+    written = [_best_so_far_plot(scored, shown, colors, notes, title, out_dir / "best_so_far.png")]
+    by_steps = step_plots.best_so_far_steps_plot(
+        runs, scored, shown, colors, notes, title, out_dir / "best_so_far_steps.png"
+    )
+    written += [by_steps] if by_steps is not None else []
+    written.append(_finals_plot(scored, shown, colors, notes, title, out_dir / "final_scores.png"))
     if len(experiment.objectives) > 1:
         path = out_dir / "pareto_fronts.png"
         written.append(_fronts_plot(experiment, runs, shown, colors, title, path))
     return written
-
-
-def _score_sign(notes: dict[str, Any]) -> float:
-    """+1 where the score is minimized, -1 where maximized: curves are stored as losses."""
-    return 1.0 if notes["score_direction"] == "minimize" else -1.0
 
 
 def _best_so_far_plot(
@@ -261,7 +224,7 @@ def _best_so_far_plot(
     path: Path,
 ) -> Path:
     """Median best-so-far curve per algorithm, with the quartile band over seeds."""
-    sign, score, direction = _score_sign(notes), notes["score"], notes["score_direction"]
+    sign, score = score_sign(notes), notes["score"]
     fig = Figure(figsize=(7.5, 4.6))
     ax = fig.subplots()
     for algo in algos:
@@ -275,16 +238,14 @@ def _best_so_far_plot(
         ax.plot(trials, med, color=colors[algo], lw=2, label=f"{algo} (median)")
         ax.fill_between(trials, q1, q3, color=colors[algo], alpha=0.15, lw=0)
     ax.plot([], [], color="0.5", alpha=0.3, lw=8, label="quartiles over seeds")
-    if score != "hypervolume" and _log_ok(np.concatenate([sign * s.curve for s in scored])):
+    if score != "hypervolume" and log_ok(np.concatenate([sign * s.curve for s in scored])):
         ax.set_yscale("log")
     ax.set_xlabel("trials (count)")
-    ax.set_ylabel("best " + label(score if score != "hypervolume" else "hypervolume", direction))
-    if score == "hypervolume":
-        ax.set_ylabel("hypervolume so far (objective units², shared reference) ↑ better")
+    ax.set_ylabel(best_score_label(notes))
     ax.set_title(title + ": best so far")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _finals_plot(
@@ -296,7 +257,7 @@ def _finals_plot(
     path: Path,
 ) -> Path:
     """Each algorithm's final scores over seeds: a box, and a dot per seed."""
-    sign, score, direction = _score_sign(notes), notes["score"], notes["score_direction"]
+    sign, score, direction = score_sign(notes), notes["score"], notes["score_direction"]
     fig = Figure(figsize=(7.5, 4.2))
     ax = fig.subplots()
     finals = [[sign * s.final for s in scored if s.algo == a] for a in algos]
@@ -315,7 +276,7 @@ def _finals_plot(
     )
     ax.set_title(title + ": final result")
     ax.grid(alpha=0.3, axis="y")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _fronts_plot(
@@ -345,4 +306,4 @@ def _fronts_plot(
     ax.set_title(title + ": Pareto fronts (all seeds pooled)")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)

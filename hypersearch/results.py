@@ -1,8 +1,9 @@
 """Reading what runs stored: a run folder's exports as pandas DataFrames.
 
-Reads only the exports (``summary.json``, ``trials.csv``, ``pareto.csv``), which a run rewrites
-atomically after every finished trial: reading never touches the study or its lock, so it works
-on a run still in progress and on runs whose study lives in an external ``--storage``.
+Reads only the exports (``summary.json``, ``trials.csv``, ``pareto.csv``, ``curves.csv``),
+which a run rewrites atomically after every finished trial: reading never touches the study or
+its lock, so it works on a run still in progress and on runs whose study lives in an external
+``--storage``.
 
 A run counts its trials as the store does (``RunStore.tally``): a trial whose worker was lost
 and whose retry took its place (``superseded`` in trials.csv) is in ``trials`` and ``finished``
@@ -25,7 +26,7 @@ import pandas as pd
 from hypersearch import pareto
 from hypersearch.errors import RunFolderError
 from hypersearch.experiment import Experiment, load_experiment
-from hypersearch.exports import SUPERSEDED, trials_frame
+from hypersearch.exports import CURVES, STEPS, SUPERSEDED, trials_frame
 from hypersearch.trials import COMPLETE, FAIL, PRUNED
 
 
@@ -67,8 +68,13 @@ class RunData:
     @property
     def done(self) -> bool:
         """Whether the run spent its whole budget (nothing left to run or resume)."""
-        counted, _ = self.tally()
-        return counted >= self.experiment.budget.trials and not self.running_count
+        budget, (counted, _) = self.experiment.budget, self.tally()
+        if budget.steps is not None:  # as the engine counts: a finished trial is at least one
+            steps = pd.to_numeric(self.trials[STEPS], errors="coerce").fillna(0)
+            steps[self.trials["state"].isin([COMPLETE, FAIL, PRUNED])] = steps.clip(lower=1)
+            if steps.sum() >= budget.steps:
+                return not self.running_count
+        return budget.trials is not None and counted >= budget.trials and not self.running_count
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -96,6 +102,30 @@ class RunData:
     @property
     def running_count(self) -> int:
         return int((self.trials["state"] == "RUNNING").sum())
+
+    def steps(self) -> np.ndarray:
+        """Steps each counted trial trained (the last step it reported), in trial-number order as
+        ``losses()``; 0 for a trial that reported none (check ``reported_steps`` first)."""
+        counted = self.counted
+        if STEPS not in counted:  # a run exported before the column
+            return np.zeros(len(counted), dtype=int)
+        return pd.to_numeric(counted[STEPS], errors="coerce").fillna(0).to_numpy(dtype=int)
+
+    @property
+    def reported_steps(self) -> bool:
+        """Whether any counted trial reported a step (its steps and curves mean something)."""
+        return STEPS in self.counted and bool(self.counted[STEPS].notna().any())
+
+    def curves(self) -> pd.DataFrame:
+        """``curves.csv``: ``number,state,step,<first objective>``, one row per report, read
+        when asked (a comparison reads many runs and needs none); no rows without the file."""
+        primary = next(iter(self.objectives))
+        curves = _read_csv(self.run_dir / CURVES)
+        return (
+            curves
+            if curves is not None
+            else pd.DataFrame(columns=["number", "state", "step", primary])
+        )
 
     def losses(self) -> np.ndarray:
         """(counted trials × objectives) as losses, in trial-number order; NaN rows failed."""

@@ -4,9 +4,10 @@ quality tests and ``benchmarks/quality.py`` share (so the benchmark measures wha
 The contract (as Optuna ships ``optuna/testing/pytest_samplers.py``): ``check_algorithm`` runs
 every check in ``CHECKS`` against a registered name or an ``Algorithm`` subclass. Each drives the
 algorithm as the engine does: ids are trial numbers, ``parallel`` trials are in flight, results
-arrive in random order, some fail, foreign trials (a lost worker's retry, a warm start) arrive
-under ids it never issued, and a run interrupted with trials in flight is resumed by a fresh
-instance told the history::
+arrive in random order, some fail, some are pruned (stopped early by a scheduler, told with the
+step they reached and their learning curve), foreign trials (a lost worker's retry, a warm
+start) arrive under ids it never issued, and a run interrupted with trials in flight is resumed
+by a fresh instance told the history::
 
     from hypersearch.testing import check_algorithm
 
@@ -17,7 +18,7 @@ instance told the history::
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -41,6 +42,7 @@ MIXED = SearchSpace.from_dict(
     }
 )
 TARGET_SEED = 2718
+CURVE_STEPS = 4  # steps a simulated trial reports when trials can be pruned
 
 
 def contract_loss(space: SearchSpace, x: np.ndarray) -> float:
@@ -80,11 +82,13 @@ def simulate(
     foreign_rate: float = 0.0,
     objectives: int = 1,
     session: Session | None = None,
+    prune_rate: float = 0.0,
 ) -> Session:
     """Run ``algorithm`` as the engine does until ``trials`` more results were told (others
     still in flight, as when a run is interrupted): ``parallel`` trials in flight, one finished
     at random at a time; a share ``fail_rate`` fails; with probability ``foreign_rate`` per step
-    a foreign trial (an id the algorithm never issued, as from a warm start) is told. Checks the
+    a foreign trial (an id the algorithm never issued, as from a warm start) is told; with
+    ``prune_rate``, trials report a learning curve and that share of them is pruned. Checks the
     id contract."""
     s = session or Session()
     space, rng = algorithm.space, np.random.default_rng([seed, 104729])
@@ -100,12 +104,12 @@ def simulate(
         if rng.random() < foreign_rate:
             foreign = Suggestion(max(s.ids, default=-1) + 1, rng.random(space.dim))
             s.ids.add(foreign.id)
-            s.told.append(_observe(foreign, space, rng, fail_rate, objectives))
+            s.told.append(_observe(foreign, space, rng, fail_rate, objectives, prune_rate))
             algorithm.tell(s.told[-1:])
             continue
         _require(s.in_flight, f"{type(algorithm).__name__} asked nothing with nothing in flight")
         done = s.in_flight.pop(list(s.in_flight)[rng.integers(len(s.in_flight))])
-        s.told.append(_observe(done, space, rng, fail_rate, objectives))
+        s.told.append(_observe(done, space, rng, fail_rate, objectives, prune_rate))
         algorithm.tell(s.told[-1:])
     return s
 
@@ -128,13 +132,29 @@ def _check_suggestion(suggestion: Suggestion, space: SearchSpace, s: Session) ->
 
 
 def _observe(
-    suggestion: Suggestion, space: SearchSpace, rng: np.random.Generator, fail: float, m: int
+    suggestion: Suggestion,
+    space: SearchSpace,
+    rng: np.random.Generator,
+    fail: float,
+    m: int,
+    prune: float = 0.0,
 ) -> Observation:
-    """The result of a trial: failed with probability ``fail``, else ``m`` losses."""
+    """The result of a trial: failed with probability ``fail``, else ``m`` losses. With
+    ``prune``, it reports ``loss + 1 / step`` at steps 1 to ``CURVE_STEPS`` and is pruned with
+    that probability at a random step before the last (its last report sometimes NaN)."""
     if rng.random() < fail:
         return Observation(suggestion.id, suggestion.x, None)
     loss = contract_loss(space, suggestion.x)
-    return Observation(suggestion.id, suggestion.x, (loss, float(suggestion.x[0]) - loss)[:m])
+    losses = (loss, float(suggestion.x[0]) - loss)[:m]
+    if not prune:
+        return Observation(suggestion.id, suggestion.x, losses)
+    stop = int(rng.integers(1, CURVE_STEPS)) if rng.random() < prune else CURVE_STEPS
+    curve = {step: loss + 1.0 / step for step in range(1, stop + 1)}
+    if stop == CURVE_STEPS:
+        return Observation(suggestion.id, suggestion.x, losses, None, curve)
+    if rng.random() < 0.1:
+        curve[stop] = float("nan")  # diverged
+    return Observation(suggestion.id, suggestion.x, None, stop, curve)
 
 
 # --- the checks ---------------------------------------------------------------------------------
@@ -181,22 +201,28 @@ def check_resume_asks_what_the_original_would(factory: Factory) -> None:
     exactly what the original asks next, under the same ids; and again once the trials that
     were in flight have finished, in random order."""
     for seed in (0, 1):
-        original = factory(MIXED, 1, 5)
-        session = simulate(original, 17, parallel=4, seed=seed, fail_rate=0.2, foreign_rate=0.1)
-        resumed = factory(MIXED, 1, 5)
-        resumed.tell([Observation(o.id, o.x.copy(), o.losses) for o in session.told])
-        resumed.pending(list(session.in_flight.values()))
-        flying = {s.x.tobytes() for s in session.in_flight.values()}
-        for n in (2, 3):
-            got = _same_asks(original, resumed, n)
-            _require(not flying & {s.x.tobytes() for s in got}, "asked a point in flight again")
-        rng = np.random.default_rng(seed)
-        late = _in_flight(original)  # those of the interrupted run and those asked since
-        for k in rng.permutation(len(late)):  # finish, in random order
-            result = Observation(late[k].id, late[k].x, (contract_loss(MIXED, late[k].x),))
-            original.tell([result])
-            resumed.tell([result])
-        _same_asks(original, resumed, 3)
+        _resume(factory, seed)
+
+
+def _resume(factory: Factory, seed: int, prune_rate: float = 0.0) -> None:
+    original = factory(MIXED, 1, 5)
+    session = simulate(
+        original, 17, parallel=4, seed=seed, fail_rate=0.2, foreign_rate=0.1, prune_rate=prune_rate
+    )
+    resumed = factory(MIXED, 1, 5)
+    resumed.tell([replace(o, x=o.x.copy(), curve=dict(o.curve)) for o in session.told])
+    resumed.pending(list(session.in_flight.values()))
+    flying = {s.x.tobytes() for s in session.in_flight.values()}
+    for n in (2, 3):
+        got = _same_asks(original, resumed, n)
+        _require(not flying & {s.x.tobytes() for s in got}, "asked a point in flight again")
+    rng, results = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    late = _in_flight(original)  # those of the interrupted run and those asked since
+    for k in rng.permutation(len(late)):  # finish, in random order
+        result = _observe(late[k], MIXED, results, 0.0, 1, prune_rate)
+        original.tell([result])
+        resumed.tell([result])
+    _same_asks(original, resumed, 3)
 
 
 def _in_flight(algorithm: Algorithm) -> list[Suggestion]:
@@ -216,6 +242,23 @@ def _same_asks(original: Algorithm, resumed: Algorithm, n: int) -> list[Suggesti
 
 def check_several_objectives(factory: Factory) -> None:
     simulate(factory(MIXED, 2, 0), 15, parallel=3, objectives=2, fail_rate=0.1)
+
+
+def check_pruned_trials(factory: Factory) -> None:
+    """Pruned trials (a step and a curve, no final losses) mixed with finished and failed ones,
+    own and foreign, in random order, or every trial pruned, with one or two objectives: the
+    run reaches its budget, points stay valid and distinct, and resume asks what the original
+    would."""
+    simulate(factory(MIXED, 1, 0), 40, parallel=4, fail_rate=0.1, foreign_rate=0.15, prune_rate=0.5)
+    simulate(factory(MIXED, 2, 0), 16, parallel=3, objectives=2, fail_rate=0.1, prune_rate=0.5)
+    simulate(factory(MIXED, 1, 1), 16, parallel=4, prune_rate=1.0)
+    space = SearchSpace.from_dict(
+        {f"x{i}": {"type": "float", "low": 0, "high": 1} for i in range(3)}
+    )
+    session = simulate(factory(space, 1, 0), 30, parallel=4, fail_rate=0.1, prune_rate=0.6)
+    distinct = len({s.x.tobytes() for s in session.asked})
+    _require(distinct == len(session.asked), "a point asked twice among pruned trials")
+    _resume(factory, 0, prune_rate=0.5)
 
 
 def check_tiny_and_wide_spaces(factory: Factory) -> None:
@@ -240,6 +283,7 @@ CHECKS: dict[str, Callable[[Factory], None]] = {
         check_resume_asks_what_the_original_would,
         check_several_objectives,
         check_tiny_and_wide_spaces,
+        check_pruned_trials,
     )
 }
 

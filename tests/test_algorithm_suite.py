@@ -76,6 +76,29 @@ def test_the_resume_check_catches_an_algorithm_that_forgets_trials_in_flight() -
         CHECKS["resume_asks_what_the_original_would"](factory_of(ForgetsPending))
 
 
+class RetriesPruned(Halton):
+    """Broken on purpose: takes a pruned trial for an unfinished one and asks its point again."""
+
+    name = "retries-pruned-test"
+
+    def __init__(self, space: SearchSpace, n_objectives: int, *, seed: int) -> None:
+        super().__init__(space, n_objectives, seed=seed)
+        self.again: list[np.ndarray] = []
+
+    def ask(self, n: int) -> list[Suggestion]:
+        retries = [self.issue(self.again.pop()) for _ in range(min(n, len(self.again)))]
+        return retries + super().ask(n - len(retries))
+
+    def tell(self, observations: Sequence[Observation]) -> None:
+        self.again += [obs.x for obs, _ in self.arrivals(observations) if obs.pruned]
+
+
+def test_the_pruned_check_catches_an_algorithm_that_reruns_pruned_points() -> None:
+    with pytest.raises(AssertionError, match="asked twice"):
+        CHECKS["pruned_trials"](factory_of(RetriesPruned))
+    CHECKS["pruned_trials"](factory_of(Halton))
+
+
 def test_a_reused_id_is_caught() -> None:
     class ReusesIds(Halton):
         name = "reuses-ids-test"

@@ -391,7 +391,8 @@ def test_report_works_on_a_run_in_progress(tmp_path: Path) -> None:
         assert running >= 1
         result = run_cli("report", str(run_dir))  # the driver holds the run's lock meanwhile
         assert result.returncode == 0, result.stderr
-        assert f"in progress or interrupted: 3/6 finished, {running} running" in result.stdout
+        progress = f"in progress or interrupted: 3 finished of 6 trials, {running} running"
+        assert progress in result.stdout
         for name in ("history.png", "params.png"):
             assert_png(run_dir / name)
         trials = hypersearch.load_run(run_dir).trials

@@ -52,6 +52,8 @@ are children's centres, so inserting them rebuilds exactly the expansions that p
 foreign points (warm start) refine the tree where they fall. Hence resume == no kill.
 
 Departures: failed trials count as the worst observed loss plus 10% of the range (finite);
+pruned trials between that and the worst, by step reached then last loss (expanded after
+every finished node's box, before a failed one's);
 an unevaluated leaf whose centre decodes to an already seen config (ints, steps, categoricals)
 borrows that config's losses instead of being asked again; several objectives are scalarized
 per ask by a seeded random augmented-Chebyshev weighting of min-max normalized losses.
@@ -68,6 +70,7 @@ from pydantic import Field
 
 from hypersearch.algorithms.base import Algorithm, Observation, Suggestion, point_key, register
 from hypersearch.algorithms.partition import Node, SurrogateBound, fit_forest
+from hypersearch.algorithms.pruned import pruned_fractions, pruned_key
 from hypersearch.space import CategoricalParam, SearchSpace, StrictModel
 
 
@@ -129,7 +132,8 @@ class AStar(Algorithm):
         return root, seen
 
     def _scalarize(self, rng: np.random.Generator) -> list[float]:
-        """One finite loss per told observation (failed: worst + 10% of the range)."""
+        """One finite loss per told observation (failed: worst + 10% of the range; pruned:
+        between the worst and the failed, by step reached then last loss)."""
         m = self.n_objectives
         raw = np.array(
             [
@@ -148,9 +152,14 @@ class AStar(Algorithm):
             s = raw[:, 0] if m else np.zeros(len(raw))
         if ok.any():
             worst, best = float(np.max(s[ok])), float(np.min(s[ok]))
-            s = np.where(ok, s, worst + 0.1 * max(worst - best, 1.0))
+            margin = 0.1 * max(worst - best, 1.0)
+            s = np.where(ok, s, worst + margin)
         else:
-            s = np.ones(len(s))
+            worst, margin, s = 0.0, 1.0, np.ones(len(s))
+        stopped = [i for i, o in enumerate(self._told) if o.pruned and not ok[i]]
+        if stopped:
+            places = pruned_fractions([pruned_key(self._told[i]) for i in stopped])
+            s[stopped] = worst + margin * places
         return [float(v) for v in s]
 
     def _transform(self, values: list[float]) -> list[float]:

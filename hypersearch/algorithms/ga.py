@@ -15,6 +15,12 @@ seeded by (seed, k). ``ask`` hands out offspring not yet evaluated nor in flight
 ``population`` per generation, so it returns fewer (even none) while a generation's results are
 outstanding: the generation barrier. DEAP draws from the global ``random`` module; every DEAP
 call runs with ``random`` seeded from our own generator and the global state restored after.
+
+Pruned trials rank below every finished trial and above every failed one, among themselves by
+the step reached (later first), then their last reported loss: when a generation closes, each
+pruned individual of the pool gets, on every objective, a loss in (2e299, 9e299) by that rank.
+Survivor selection, tournaments and NSGA-II (where every finished trial dominates it) keep a
+pruned parent only when too few trials finished.
 """
 
 from __future__ import annotations
@@ -30,10 +36,12 @@ from deap import base, tools
 from pydantic import Field, model_validator
 
 from hypersearch.algorithms.base import Algorithm, Observation, Suggestion, register
+from hypersearch.algorithms.pruned import pruned_fractions, pruned_key
 from hypersearch.space import SearchSpace, StrictModel
 
 FAILED = 1e300  # a failed (or non-finite) trial's loss on every objective: worst, never NaN
 _LIMIT = 1e299  # finite losses are clipped below FAILED so that failures always rank last
+PRUNED_LOW, PRUNED_HIGH = 2e299, 9e299  # pruned trials: between _LIMIT and FAILED, by rank
 _VARIATION_ROUNDS = 16  # offspring rounds tried per generation before falling back to uniform
 _UNIFORM_ROUNDS = 16  # then uniform rounds; past those the space is taken as exhausted
 
@@ -83,6 +91,7 @@ class _Individual(list):
     """A genome (list of genes in [0, 1]) with a DEAP fitness."""
 
     fitness: base.Fitness
+    pruned: tuple[float, float] | None = None  # a pruned trial's rank key (pruned.pruned_key)
 
 
 def _fitness_class(n_objectives: int) -> type[base.Fitness]:
@@ -141,6 +150,8 @@ class GeneticAlgorithm(Algorithm):
         for obs, _ in self.arrivals(observations):  # foreign points take a place like any other
             individual = _Individual(np.clip(np.asarray(obs.x, dtype=float), 0.0, 1.0).tolist())
             individual.fitness = self._fitness(self._losses(obs))
+            if obs.pruned:
+                individual.pruned = pruned_key(obs)
             self._history.append(individual)
             self._evaluated.add(self._key(obs.x))
         while len(self._history) >= (self._generation + 1) * self.population_size:
@@ -152,6 +163,7 @@ class GeneticAlgorithm(Algorithm):
         """Close generation k: (μ+λ) survivors of the parents and the k-th slice of history."""
         size, k = self.population_size, self._generation
         pool = self._parents + self._history[k * size : (k + 1) * size]
+        self._rank_pruned(pool)
         with isolated_random(self._seed_for(k, -1)):
             if self.n_objectives == 1:
                 self._parents = tools.selBest(pool, size)
@@ -159,6 +171,16 @@ class GeneticAlgorithm(Algorithm):
                 self._parents = tools.selNSGA2(pool, size)
         self._generation += 1
         self._rounds = []
+
+    def _rank_pruned(self, pool: list[_Individual]) -> None:
+        """Pruned individuals get a loss on every objective above any finished one's and
+        below a failure's, in the order of step reached then last loss: below every finished
+        trial (dominated by each, with several objectives), above every failed one."""
+        stopped = [ind for ind in pool if ind.pruned is not None]
+        places = pruned_fractions([ind.pruned for ind in stopped if ind.pruned is not None])
+        for ind, place in zip(stopped, places, strict=True):
+            value = PRUNED_LOW + (PRUNED_HIGH - PRUNED_LOW) * float(place)
+            ind.fitness = self._fitness((value,) * self.n_objectives)
 
     def _candidates(self) -> Iterator[np.ndarray]:
         """The current generation's offspring in a fixed order, extended round by round:

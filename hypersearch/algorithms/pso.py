@@ -28,6 +28,11 @@ swarm spreads along the front rather than chasing the first objective.
 Failed (or non-finite) results never become personal bests and are given the worst finite cost,
 so no NaN or inf reaches pyswarms. pyswarms draws from the global ``np.random`` and configures
 the root logger on import; both are isolated here.
+
+Pruned trials never become, nor displace, the personal best of a particle with a finished
+result; a particle without one remembers its best pruned point (later step, then lower last
+loss) rather than where it is, and the neighbourhood best ranks such particles after every
+finished best and before particles with no best at all.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from hypersearch.algorithms.base import Algorithm, Observation, Suggestion, register
+from hypersearch.algorithms.pruned import pruned_fractions, pruned_key
 from hypersearch.space import SearchSpace, StrictModel, rule_error
 
 RHO = 0.05  # augmentation of the Chebyshev scalarization (keeps weakly dominated points out)
@@ -137,6 +143,8 @@ class PSO(Algorithm):
         self.swarm.pbest_pos = self.swarm.position.copy()
         self._best_losses = np.zeros((self.size, n_objectives))  # personal-best losses (mean)
         self._best_count = np.zeros(self.size, dtype=int)  # results averaged; 0: no best yet
+        # Without a finished best: the rank key of its best pruned point (None: none either).
+        self._pruned_best: list[tuple[float, float] | None] = [None] * self.size
         self._weights = _weights(self.size, n_objectives, seed)
         self._ideal = np.full(n_objectives, np.inf)
         self._worst = np.full(n_objectives, -np.inf)
@@ -181,7 +189,13 @@ class PSO(Algorithm):
             self._ideal = np.minimum(self._ideal, losses)
             self._worst = np.maximum(self._worst, losses)
             self._personal_best(i, x, losses)
-        elif not self._best_count[i]:
+        elif self._best_count[i]:
+            pass  # a finished best stays: nothing pruned or failed displaces it
+        elif obs.pruned:
+            key, held = pruned_key(obs), self._pruned_best[i]
+            if held is None or key < held:  # got further, or as far with a lower loss
+                self.swarm.pbest_pos[i], self._pruned_best[i] = x, key
+        elif self._pruned_best[i] is None:
             self.swarm.pbest_pos[i] = x  # no best yet: its only memory is where it is
         self._move(i, index)
 
@@ -221,6 +235,10 @@ class PSO(Algorithm):
         worst = costs[valid].max() + 1.0 if valid.any() else 0.0
         swarm = self.swarm
         swarm.pbest_cost = np.where(valid, costs, worst)  # failures rank worst, never NaN
+        held = {j: k for j, k in enumerate(self._pruned_best) if k is not None and not valid[j]}
+        if held:  # pruned bests: after every finished best, before particles without a best
+            swarm.pbest_cost[~valid] = worst + 1.0
+            swarm.pbest_cost[list(held)] = worst + pruned_fractions(list(held.values()))
         swarm.best_cost = np.inf
         with _global_rng([self.seed, 1, index]):
             if self.options.topology == "ring":

@@ -3,6 +3,7 @@
 The baseline every other algorithm must beat. The point of id ``k`` is the ``k``-th of the
 sequence, so a fresh instance told the history (ids it never issued) continues where the
 original left off, and ids taken by other trials (a lost worker's retry) skip a point.
+Pruned trials: nothing to learn, as from any result; a pruned trial's id counts like any other.
 """
 
 from __future__ import annotations

@@ -35,6 +35,18 @@ Where it departs from the papers:
   the previous ones were put in flight, so a batch spreads out and never repeats a point;
 * failed trials are imputed as the worst observed cost plus 10% of the observed range.
 
+Pruned trials (BOHB: Falkner, Klein & Hutter, ICML 2018): with one objective the forest models
+the final results while ``enough = max(d + 3, initial)`` trials finished (BOHB's N_min + 2 with
+N_min = d + 1, and no fewer than the initial design); else the highest step a pruned trial
+reported that ``enough`` trials reached, each trial valued by its curve there (the latest report
+at or before it; a finished trial that reported nothing by then, by its final loss); else the
+level with the most data. Trials pruned before the modelled level (BOHB leaves them out) are
+imputed between the worst cost and the failures, by step reached then last loss, so EI does
+not send the search back where the scheduler stopped it. With several objectives the final
+results are modelled (a curve holds the first objective only), pruned trials imputed alike.
+Without pruned trials nothing changes. On a 3-d learning-curve task under ASHA the step model
+gained nothing measurable over this ranking alone (tests/test_pruned_learning.py).
+
 Determinism: every point is a function of (seed, ordered history, points in flight): its RNG and
 forest are seeded from (seed, number told, number in flight), so a resumed run, told the history
 and handed the in-flight points, asks exactly what the uninterrupted run would have.
@@ -55,6 +67,7 @@ if TYPE_CHECKING:
     from sklearn.ensemble import ExtraTreesRegressor
 
 from hypersearch.algorithms.base import Algorithm, Observation, Suggestion, point_key, register
+from hypersearch.algorithms.pruned import Fidelity, pruned_fractions, pruned_key
 from hypersearch.space import SearchSpace, StrictModel
 
 N_ESTIMATORS = 24  # enough trees for a usable variance; fit + predict stay in milliseconds
@@ -127,6 +140,22 @@ def impute_failed(costs: np.ndarray, failed: np.ndarray) -> np.ndarray:
     return out
 
 
+def impute_pruned(
+    costs: np.ndarray, failed: np.ndarray, stopped: np.ndarray, places: np.ndarray
+) -> np.ndarray:
+    """As ``impute_failed``, but the ``stopped`` (pruned) points among the failed ones sit
+    between the worst observed cost and the failures, in the order of ``places`` (fractions
+    in (0, 1), larger is worse)."""
+    out = impute_failed(costs, failed)
+    if not stopped.any():
+        return out
+    ok = ~failed
+    worst = float(out[ok].max()) if ok.any() else -1.0
+    failure = float(out[failed].max()) if ok.any() else 0.0
+    out[stopped] = worst + (failure - worst) * places
+    return out
+
+
 class RFOptions(StrictModel):
     initial: Annotated[int, Field(ge=0, le=1024)] | None = None  # None: min(2 d + 2, 16)
     random_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
@@ -156,6 +185,9 @@ class RandomForest(Algorithm):
             self._sobol = np.empty((0, d))
         self._X: list[np.ndarray] = []  # told points, in told order
         self._losses: list[tuple[float, ...] | None] = []
+        self._told: list[Observation] = []  # for their steps and curves
+        self._any_pruned = False
+        self._level: tuple[int, int | None] = (-1, None)  # (trials told, level): a cache
 
     def tell(self, observations: Sequence[Observation]) -> None:
         for obs, _ in self.arrivals(observations):
@@ -164,6 +196,8 @@ class RandomForest(Algorithm):
                 losses = None  # nan/inf: as good as a failure
             self._X.append(np.array(obs.x, dtype=float))
             self._losses.append(None if losses is None else tuple(float(v) for v in losses))
+            self._told.append(obs)
+            self._any_pruned |= obs.pruned
 
     # -- asking ------------------------------------------------------------------------------
 
@@ -181,7 +215,10 @@ class RandomForest(Algorithm):
         if index < len(self._sobol):
             return self._snap(self._sobol[index])
         taken = {point_key(x) for x in [*self._X, *flying]}
-        n_ok = sum(losses is not None for losses in self._losses)
+        if self._any_pruned:
+            n_ok = self._fidelity().count(self._modelled())
+        else:
+            n_ok = sum(losses is not None for losses in self._losses)
         if n_ok < 2 or rng.random() < self.options.random_fraction:
             return self._fresh(rng.random((64, self.space.dim)), taken, rng)
         return self._model_point(rng, flying, taken)
@@ -220,11 +257,41 @@ class RandomForest(Algorithm):
         wz = weights * Z
         return wz.max(axis=1) + RHO * wz.sum(axis=1), failed
 
+    def _fidelity(self) -> Fidelity:
+        firsts = [None if losses is None else losses[0] for losses in self._losses]
+        return Fidelity(firsts, self._told)
+
+    def _modelled(self) -> int | None:
+        """The step the forest models (BOHB), None for the final results; always the final
+        results with several objectives (a curve holds the first objective only)."""
+        if self._level[0] != len(self._told):
+            enough = max(self.space.dim + 3, self.initial)
+            level = self._fidelity().level(enough) if self.n_objectives == 1 else None
+            self._level = (len(self._told), level)
+        return self._level[1]
+
+    def _targets(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Log-costs to fit, one per told point, and the mask of points without a value at the
+        modelled level (failed, or pruned before it: those rank between the worst value and
+        the failures, by step reached then last loss)."""
+        if not self._any_pruned:
+            costs, failed = self._costs(rng)
+            return log_costs(impute_failed(costs, failed)), failed
+        level = self._modelled()
+        if level is None:
+            costs, failed = self._costs(rng)
+        else:
+            costs = self._fidelity().values(level)
+            failed = ~np.isfinite(costs)
+        stopped = failed & np.array([obs.pruned for obs in self._told])
+        keys = [pruned_key(obs) for obs, s in zip(self._told, stopped, strict=True) if s]
+        places = pruned_fractions(keys)
+        return log_costs(impute_pruned(costs, failed, stopped, places)), failed
+
     def _model_point(
         self, rng: np.random.Generator, flying: list[np.ndarray], taken: set[bytes]
     ) -> np.ndarray:
-        costs, failed = self._costs(rng)
-        y = log_costs(impute_failed(costs, failed))
+        y, failed = self._targets(rng)
         X = np.array(self._X)
         if flying:  # constant liar: in-flight points at the mean observed (log-)cost
             X = np.vstack([X, np.array(flying)])
