@@ -121,7 +121,9 @@ def main() -> None:
     mode.add_argument("--curves", action="store_true")
     mode.add_argument("--overhead", action="store_true")
     parser.add_argument("--tasks", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
-    parser.add_argument("--configs", nargs="+", default=CONFIGS, choices=CONFIGS)
+    parser.add_argument(
+        "--configs", nargs="+", default=CONFIGS, help=f"default: {' '.join(CONFIGS)}"
+    )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/early_stopping"))

@@ -14,7 +14,8 @@ Tasks (both offline):
   another data set, another schedule, and curves that cross (a high learning rate leads early
   and then stalls).
 
-Configurations: ``<algo>+<scheduler>`` for ours (``random+none``, ``tpe+asha``, …) and
+Configurations: ``<algo>+<scheduler>`` for ours (``random+none``, ``tpe+asha``, …; with
+``:<min_step>`` after the scheduler, the first step it judges: ``random+asha:2``) and
 ``optuna+hyperband``: Optuna's ``TPESampler`` (multivariate, 10 startup trials, as our tpe) with
 its ``HyperbandPruner`` (min_resource 1, max_resource = epochs, reduction factor 3), asked and
 told by hand on the same trainer, the same trial seeds and the same epoch budget.
@@ -97,7 +98,9 @@ def run_ours(task: str, config: str, seed: int, budget: int, folder: Path) -> li
     from hypersearch.engine import run
 
     algo, scheduler = config.split("+")
-    exp = experiment(task, folder).with_overrides(steps=budget, seed=seed, scheduler=scheduler)
+    name, _, min_step = scheduler.partition(":")  # e.g. asha:2, its min_step
+    spec = {name: {"min_step": int(min_step)}} if min_step else name
+    exp = experiment(task, folder).with_overrides(steps=budget, seed=seed, scheduler=spec)
     result = run(exp, algo=algo, executor="inline", population="off", out=folder / "runs")
     frame = pd.read_csv(result.run_dir / "trials.csv").sort_values("number")
     return [

@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,7 +35,14 @@ from hypersearch.executors.base import COMPLETE, FAIL
 from hypersearch.experiment import RESERVED_COLUMNS, Experiment, check_name, load_experiment
 from hypersearch.objectives import build_objective
 from hypersearch.objectives.base import check_objectives
-from hypersearch.resume import catch_up, first_loss, observation, steps_trained, trial_request
+from hypersearch.resume import (
+    catch_up,
+    first_loss,
+    most_steps,
+    observation,
+    steps_trained,
+    trial_request,
+)
 from hypersearch.runner import Runner
 from hypersearch.schedulers import Scheduler
 from hypersearch.store import INFO_ATTR, RunStore, TrialRecord, read_manifest
@@ -110,7 +117,7 @@ def optimize(
     n_finished = store.counted()
     changed = False  # trials finished since the last export
     while True:
-        wanted = min(runner.capacity(), _room(store, n_finished + len(in_flight)))
+        wanted = min(runner.capacity(), _room(store, n_finished + len(in_flight), in_flight))
         for suggestion in _asked(algorithm, wanted, in_flight):
             in_flight[_start(store, runner, suggestion)] = suggestion
         if runner.dispatch() or changed:  # the exports show what finished and what now runs
@@ -142,12 +149,21 @@ def optimize(
             changed = True
 
 
-def _room(store: RunStore, trials: int) -> int:
-    """How many more trials the budget allows, ``trials`` being counted or in flight."""
+def _room(store: RunStore, trials: int, in_flight: Collection[int] = ()) -> int:
+    """How many more trials the budget allows, ``trials`` being counted or in flight. Under
+    ``budget.steps``, each trial in flight keeps the steps it may still train (its most, less
+    what it reported) and a new one may start while steps are left for it."""
     budget = store.experiment.budget
-    if budget.steps is not None and steps_trained(store) >= budget.steps:
+    room = (budget.trials - trials) if budget.trials is not None else sys.maxsize
+    if budget.steps is None:
+        return room
+    left = budget.steps - steps_trained(store)
+    if left <= 0:
         return 0
-    return (budget.trials - trials) if budget.trials is not None else sys.maxsize
+    most = most_steps(store.experiment) or 1
+    left -= sum(max(most - (store.records[n].steps or 0), 0) for n in in_flight)
+    fits = max(-(-left // most), 0 if in_flight else 1)  # a run with nothing in flight goes on
+    return min(room, fits)
 
 
 def _asked(algorithm: Algorithm, wanted: int, in_flight: dict[int, Suggestion]) -> list[Suggestion]:

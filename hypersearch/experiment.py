@@ -333,8 +333,7 @@ class Experiment(StrictModel):
         """A copy with top-level or ``budget`` fields changed (``trials=…``, ``name=…``)."""
         data = self.model_dump(mode="json", exclude_none=True)
         budget_keys = set(Budget.model_fields)
-        steps_alone = changes.get("steps") and not changes.get("trials")
-        if steps_alone and "trials" not in self.budget.model_fields_set:  # not in the file
+        if changes.get("steps") and not changes.get("trials"):  # steps alone bound the run
             data["budget"].pop("trials", None)
         for key, value in changes.items():
             if value is None:

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 
 from hypersearch.algorithms.base import Algorithm, Observation, Suggestion
+from hypersearch.experiment import Experiment
 from hypersearch.objectives.base import trial_seed
 from hypersearch.processes import trial_dir_free
 from hypersearch.runner import Runner
-from hypersearch.schedulers import Scheduler
+from hypersearch.schedulers import Scheduler, spec_of
 from hypersearch.store import RunStore, TrialRecord
 from hypersearch.trials import PRUNED, TrialRequest, TrialResult
 
@@ -47,13 +48,21 @@ def first_loss(store: RunStore, metrics: Mapping[str, float]) -> float | None:
 
 
 def observation(suggestion: Suggestion, store: RunStore, record: TrialRecord) -> Observation:
-    """A pruned trial is told with the step it was stopped at and no final losses (so no
-    algorithm mistakes it for a finished one); every trial with its curve (first objective as
-    a loss per reported step)."""
-    step = record.steps if record.state == PRUNED else None
+    """A pruned trial is told with the step it was stopped at (0: before its first report) and
+    no final losses (so no algorithm mistakes it for a finished one); every trial with its
+    curve (first objective as a loss per reported step)."""
+    step = (record.steps or 0) if record.state == PRUNED else None
     sign = -1.0 if next(iter(store.experiment.objectives.values())) == "maximize" else 1.0
     curve = {k: sign * v for k, v in sorted(record.curve.items())}
     return Observation(suggestion.id, suggestion.x, store.losses(record), step, curve)
+
+
+def most_steps(experiment: Experiment) -> int | None:
+    """The most steps one trial reports: the scheduler's ``max_step`` (on the built-in trainer,
+    its epochs); None when unknown."""
+    most = spec_of(experiment)[1].get("max_step")
+    trainer = experiment.objective.trainer
+    return int(most) if most is not None else (trainer.epochs if trainer is not None else None)
 
 
 def steps_trained(store: RunStore) -> int:
@@ -72,6 +81,9 @@ def catch_up(
     algorithm.tell([observation(suggestion_of(store, r), store, r) for r in counted])
     _replay(store, scheduler, counted)
     in_flight = {r.number: suggestion_of(store, r) for r in store.running()}
+    for number in in_flight:  # run again from its start: the cut-off attempt's steps are gone
+        store.records[number].curve.clear()
+        store.records[number].steps = None
     algorithm.pending(list(in_flight.values()))
     retries = _renumber_held(store, in_flight)
     for number in in_flight:

@@ -386,8 +386,13 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         suggestion_id=trial.system_attrs.get(ID_ATTR),
         order=info.get("order"),
         steps=trial.last_step if info.get("steps") is None else info["steps"],
-        curve=dict(trial.intermediate_values),
+        curve=_curve(trial.intermediate_values, info.get("steps")),
     )
+
+
+def _curve(values: dict[int, float], steps: int | None) -> dict[int, float]:
+    """Reports up to the finished trial's step (a killed attempt's later ones stay)."""
+    return {k: v for k, v in values.items() if steps is None or k <= steps}
 
 
 class Manifest(BaseModel):

@@ -144,3 +144,21 @@ def test_a_budget_without_bounds_is_refused(budget: str, field: str) -> None:
     }
     with pytest.raises(ExperimentError, match=field):
         parse_experiment(data)
+
+
+def test_steps_on_the_command_line_replace_the_files_trial_count(tmp_path: Path) -> None:
+    path = experiment(tmp_path, "{trials: 3, parallel: 1}")
+    result = run_engine(path, algo="random", executor="inline", steps=30, out=tmp_path / "r")
+    check_spent(result.run_dir, 30)
+    assert len(trained(result.run_dir)) > 3
+
+
+def test_trials_in_flight_keep_their_steps_so_the_budget_is_not_overshot(tmp_path: Path) -> None:
+    """Four workers, 8 steps, trials of at most 5: starting four at once could train 20; a trial
+    starts only while the steps left exceed what the trials in flight may still train, so the
+    run ends below the budget plus one trial."""
+    asha = "{asha: {min_step: 1, max_step: 5, reduction_factor: 3}}"
+    path = experiment(tmp_path, "{steps: 8, parallel: 4}", asha)
+    result = run_engine(path, algo="random", executor="local", out=tmp_path / "r")
+    steps = [max(s, 1) for s in trained(result.run_dir)]
+    assert 8 <= sum(steps) < 8 + 5

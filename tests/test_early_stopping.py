@@ -35,18 +35,29 @@ def objective(config, ctx):
     return {"value": loss}
 """
 
-COMMAND = """
-import json, os, pathlib, sys, time
-x = float(sys.argv[1])
-for step in range(1, 10):
-    print(json.dumps({"step": step, "value": (x - 0.3) ** 2 + 1.0 / step}), flush=True)
+# Trial k reports k + 1/step. Under the median rule (one completed trial is enough), trials
+# 2, 3, 4 are stopped at their first report whatever the timing: a slot is free only once trial
+# 0 or 1 completed, and their losses are below 2 + 1. They then wait for SIGTERM (120 s at most).
+STOPPABLE = """
+import json, os, pathlib, signal, sys, time
+number = int(os.environ["HYPERSEARCH_TRIAL"])
+folder = pathlib.Path(os.environ["HYPERSEARCH_TRIAL_DIR"])
+folder.mkdir(parents=True, exist_ok=True)
+
+def stopped(signum, frame):
+    (folder / "got-sigterm").touch()
+    sys.exit(0)
+
+signal.signal(signal.SIGTERM, stopped)
+for step in range(1, 4):
+    print(json.dumps({"step": step, "value": number + 1.0 / step}), flush=True)
     print(json.dumps({"step": step, "note": "a log line, not a report"}), flush=True)
-    time.sleep(0.05)
-print(json.dumps({"value": (x - 0.3) ** 2 + 1.0 / 9}), flush=True)
-# A stopped command never gets here; one whose stop came after its end keeps its result.
-pathlib.Path(sys.argv[2], "ran-to-the-end").touch()
-os._exit(0)
+    if number >= 2:
+        time.sleep(120)
+(folder / "ran-to-the-end").touch()
+print(json.dumps({"value": number + 1.0 / 3}))
 """
+MEDIAN = "{median: {startup_trials: 1, min_trials: 1}}"
 ASHA = "{asha: {min_step: 1, max_step: 9, reduction_factor: 3}}"  # rungs at steps 1 and 3
 
 
@@ -127,15 +138,29 @@ def test_python_reports_and_stops(tmp_path: Path, executor: str, cli: Callable[.
 
 
 def test_command_step_lines_are_reports_and_a_stopped_command_ends(tmp_path: Path) -> None:
-    (tmp_path / "cmd.py").write_text(COMMAND)
-    argv = "[python, cmd.py, '{x}', '{trial_dir}']"
-    objective = "{command: {argv: " + argv + ", cwd: '" + str(tmp_path) + "'}}"
-    path = experiment(tmp_path, objective, ASHA)
+    (tmp_path / "stoppable.py").write_text(STOPPABLE)
+    objective = "{command: {argv: [python, stoppable.py], cwd: '" + str(tmp_path) + "'}}"
+    path = experiment(tmp_path, objective, MEDIAN, trials=5)
     result = run_engine(path, algo="random", executor="local", out=tmp_path / "r")
-    table = check_pruned_everywhere(result.run_dir, 12)
-    for r in table:  # the stopped commands were terminated before their end
-        ran = (result.run_dir / "trials" / r["number"] / "ran-to-the-end").exists()
-        assert ran == (r["state"] == "COMPLETE"), r
+    check_stoppable(result.run_dir)
+
+
+def check_stoppable(run_dir: Path) -> None:
+    """Trials 2-4 stopped at their first report, by SIGTERM, in their wait; a complete one ran
+    its 3 steps; every curve is every step reached (log lines are not reports)."""
+    table = {int(r["number"]): r for r in rows(run_dir)}
+    curves = intermediate(run_dir)
+    assert sorted(table) == list(range(5))
+    assert "COMPLETE" in {table[0]["state"], table[1]["state"]}
+    for number, r in table.items():
+        folder = run_dir / "trials" / str(number)
+        assert sorted(curves[number]) == list(range(1, int(r["steps"]) + 1))
+        if r["state"] == "COMPLETE":
+            assert r["steps"] == "3" and (folder / "ran-to-the-end").exists()
+        if number >= 2:
+            assert (r["state"], r["steps"]) == ("PRUNED", "1"), r
+            assert (folder / "got-sigterm").exists()
+            assert not (folder / "ran-to-the-end").exists()
 
 
 def test_the_trainer_reports_every_epoch(tmp_path: Path) -> None:

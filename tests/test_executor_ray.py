@@ -35,11 +35,12 @@ from hypersearch.trials import Report  # noqa: E402
 from tests.conftest import REPO, run_cli, survivors  # noqa: E402
 from tests.test_early_stopping import (  # noqa: E402
     ASHA,
+    MEDIAN,
     REPORTING,
+    STOPPABLE,
     check_pruned_everywhere,
+    check_stoppable,
     experiment,
-    intermediate,
-    rows,
 )
 from tests.test_executors import (  # noqa: E402
     Run,
@@ -439,25 +440,6 @@ def test_python_reports_and_stops_on_ray(
 # rule with one start-up trial, the first trial to end completes, and trials 2, 3, … (started
 # only once one has ended) are worse than every finished one at step 1: stopped there. They wait
 # for that stop after step 1; a trial that is never stopped would run on to its end.
-STOPPABLE = """
-import json, os, pathlib, signal, sys, time
-number = int(os.environ["HYPERSEARCH_TRIAL"])
-folder = pathlib.Path(os.environ["HYPERSEARCH_TRIAL_DIR"])
-folder.mkdir(parents=True, exist_ok=True)
-
-def stopped(signum, frame):
-    (folder / "got-sigterm").touch()
-    sys.exit(0)
-
-signal.signal(signal.SIGTERM, stopped)
-for step in range(1, 4):
-    print(json.dumps({"step": step, "value": number + 1.0 / step}), flush=True)
-    if number >= 2:
-        time.sleep(120)
-(folder / "ran-to-the-end").touch()
-print(json.dumps({"value": number + 1.0 / 3}))
-"""
-MEDIAN = "{median: {startup_trials: 1, min_trials: 1}}"
 
 
 @pytest.mark.slow
@@ -470,19 +452,7 @@ def test_a_command_stopped_on_ray_gets_sigterm(
     objective = "{command: {argv: [python, stoppable.py], cwd: '" + str(tmp_path) + "'}}"
     path = experiment(tmp_path, objective, MEDIAN, trials=5)
     run_dir, _ = run_on_ray(cli, path, tmp_path / "r", ray_address)
-    table = {int(r["number"]): r for r in rows(run_dir)}
-    curves = intermediate(run_dir)
-    assert sorted(table) == list(range(5))
-    assert "COMPLETE" in {table[0]["state"], table[1]["state"]}
-    for number, r in table.items():
-        folder = run_dir / "trials" / str(number)
-        assert sorted(curves[number]) == list(range(1, int(r["steps"]) + 1))
-        if r["state"] == "COMPLETE":
-            assert r["steps"] == "3" and (folder / "ran-to-the-end").exists()
-        if number >= 2:  # stopped at its first report, by SIGTERM, in its wait
-            assert (r["state"], r["steps"]) == ("PRUNED", "1"), r
-            assert (folder / "got-sigterm").exists()
-            assert not (folder / "ran-to-the-end").exists()
+    check_stoppable(run_dir)
 
 
 @pytest.mark.slow

@@ -5,8 +5,7 @@
 are never interpreted. The last non-empty line of stdout holds the metrics: a JSON object or a
 bare number (``value``). A stdout line that is a JSON object with an integer ``"step"`` is an
 intermediate report; a command the scheduler stops gets SIGTERM (SIGKILL after a grace) and is
-recorded PRUNED (one that had already ended on its own keeps its result). ``python`` as the
-program means the interpreter running hypersearch.
+recorded PRUNED. ``python`` as the program means the interpreter running hypersearch.
 """
 
 from __future__ import annotations
@@ -84,10 +83,13 @@ class CommandObjective(Objective):
         except OSError as exc:
             raise TrialFailure("exception", f"cannot start {argv[0]!r}: {exc}") from None
         try:
-            lines, tail = _follow(proc, ctx, own_group)
+            lines, tail, stopped = _follow(proc, ctx)
         except BaseException:  # a timeout, or anything else that ends the trial early
             _terminate(proc, own_group, grace_s=0.0)
             raise
+        if stopped:
+            _terminate(proc, own_group, grace_s=STOP_GRACE_S)
+            raise TrialPruned
         if proc.returncode != 0:
             how = (
                 f"was killed by {signal.Signals(-proc.returncode).name}"
@@ -100,13 +102,9 @@ class CommandObjective(Objective):
         return parse_metrics("\n".join(lines), tail)  # the last line, report or not
 
 
-def _follow(
-    proc: subprocess.Popen[bytes], ctx: TrialContext, own_group: bool
-) -> tuple[list[str], str]:
-    """Read the command's stdout as it comes: report lines go to ``ctx.report``. When the
-    scheduler stops the trial, the command is terminated and ``TrialPruned`` raised, unless it
-    had already ended on its own (its output was still being read): then its result stands.
-    Returns (stdout lines, stderr tail)."""
+def _follow(proc: subprocess.Popen[bytes], ctx: TrialContext) -> tuple[list[str], str, bool]:
+    """Read the command's stdout as it comes: report lines go to ``ctx.report``; stop early
+    when the scheduler says so. Returns (stdout lines, stderr tail, stopped)."""
     assert proc.stdout is not None and proc.stderr is not None
     out: queue.Queue[str | None] = queue.Queue()
     err: list[bytes] = []
@@ -116,7 +114,6 @@ def _follow(
     reader.start()
     deadline = None if ctx.timeout is None else time.monotonic() + ctx.timeout
     lines: list[str] = []
-    ended_first = False  # stopped after the command had already ended on its own
     while True:
         wait = None if deadline is None else deadline - time.monotonic()
         if wait is not None and wait <= 0:
@@ -134,15 +131,12 @@ def _follow(
         report = _report(line)
         if report is not None and (not ctx.reports or report[0] > ctx.reports[-1].step):
             ctx.report(*report)  # (a repeated or earlier step is a log line, not a report)
-            if not ended_first and ctx.should_stop():
-                ended_first = proc.poll() == 0
-                if not ended_first:
-                    _terminate(proc, own_group, grace_s=STOP_GRACE_S)
-                    raise TrialPruned
+            if ctx.should_stop():
+                return lines, "", True
     proc.wait()
     reader.join(timeout=5)
     tail = b"".join(err).decode(errors="replace")[-STDERR_TAIL:].strip()
-    return lines, tail
+    return lines, tail, False
 
 
 def _pump(stream: IO[bytes], out: queue.Queue[str | None]) -> None:
