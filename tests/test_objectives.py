@@ -622,3 +622,26 @@ def test_synthetic_noise_is_seeded_per_trial_and_spares_regret(tmp_path: Path) -
     assert all(m["regret"] == clean["regret"] for m in runs)  # regret stays noiseless
     spread = np.std([m["value"] - clean["value"] for m in runs])
     assert 0.05 < spread < 2.5
+
+
+def test_two_experiments_with_same_module_name_each_run_their_own(tmp_path: Path) -> None:
+    """A module imported for one experiment is not reused by another in the same process
+    whose ``path`` holds a different file of that name (a notebook running two experiments)."""
+    from hypersearch.objectives import build_objective
+
+    values = []
+    for k in (1, 2):
+        folder = tmp_path / f"exp{k}"
+        folder.mkdir()
+        (folder / "same_name_objective.py").write_text(f"def f(config):\n    return {k}.0\n")
+        spec = parse_experiment(
+            {
+                "objective": {
+                    "python": {"function": "same_name_objective:f", "path": [str(folder)]}
+                },
+                "params": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+            }
+        ).objective
+        ctx = TrialContext(0, 0, "cpu", tmp_path / f"t{k}")
+        values.append(build_objective(spec).evaluate({"x": 0.5}, ctx)["value"])
+    assert values == [1.0, 2.0]

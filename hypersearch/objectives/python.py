@@ -10,6 +10,7 @@ import importlib
 import inspect
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from hypersearch.errors import ExperimentError
@@ -32,6 +33,7 @@ class PythonObjective(Objective):
             if folder not in sys.path:
                 sys.path.insert(0, folder)
         module_name, attr = self.spec.function.split(":")
+        _forget_if_elsewhere(module_name, self.spec.path)
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as err:
@@ -69,3 +71,17 @@ def _takes_two_args(fn: Callable[..., Any]) -> bool:
         return True
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return len(positional) >= 2
+
+
+def _forget_if_elsewhere(module_name: str, path: list[str]) -> None:
+    """A module of that name imported earlier in this process from outside ``path`` (another
+    experiment's ``objective.py``) is imported again from ``path``."""
+    top = module_name.split(".")[0]
+    loaded = sys.modules.get(top)
+    where = getattr(loaded, "__file__", None)
+    if loaded is None or not path or where is None:
+        return
+    folders = [Path(p).resolve() for p in path]
+    if not any(Path(where).resolve().is_relative_to(f) for f in folders):
+        for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+            del sys.modules[name]
