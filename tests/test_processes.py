@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from hypersearch import engine
+from hypersearch import engine, resume
 from hypersearch.errors import TrialFailure
 from hypersearch.executors.base import TrialRequest
 from hypersearch.experiment import ObjectiveSpec
@@ -228,7 +228,7 @@ def test_resume_never_shares_a_trial_folder_with_a_stray_process(
     try:
         assert stray.stdout is not None and stray.stdout.readline() == "held\n"
         # The stray outlives any wait: a short one keeps the test quick.
-        monkeypatch.setattr(engine, "ORPHAN_WAIT_S", 0.5)
+        monkeypatch.setattr(resume, "ORPHAN_WAIT_S", 0.5)
         result = engine.run(resume=run_dir, executor="local")
     finally:
         stray.kill()
