@@ -235,6 +235,9 @@ def f(config, ctx):
     marker.write_text(str(os.getpid()))
     if node == "B":
         time.sleep(600)  # until the node is lost
+    deadline = time.monotonic() + 120
+    while not list(Path(%r).glob("B-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # hold node A's one CPU until a trial is on B: Ray must place one there
     return (config["x"] - 0.3) ** 2
 """
 
@@ -247,7 +250,7 @@ def test_losing_a_node_fails_its_trial_worker_lost_and_retries_it_once(
     node_b = nodes[2]
     markers = tmp_path / "markers"
     markers.mkdir()
-    (tmp_path / "node_aware.py").write_text(NODE_AWARE % str(markers))
+    (tmp_path / "node_aware.py").write_text(NODE_AWARE % (str(markers), str(markers)))
     path = tmp_path / "exp.yaml"
     path.write_text(
         textwrap.dedent(f"""
