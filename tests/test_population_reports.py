@@ -225,3 +225,6 @@ def test_a_scheduler_prunes_population_members_through_the_local_executor(
         assert float(r["epochs_run"]) == steps
         assert sorted(s for n, s in curves if n == number) == list(range(1, steps + 1))
         assert len(epochs(result.run_dir / "trials" / r["number"])) == steps
+    # Each member is charged the population's time by the steps it trained.
+    per_step = {float(r["duration_s"]) / int(r["steps"]) for r in table}
+    assert max(per_step) == pytest.approx(min(per_step), rel=1e-6)

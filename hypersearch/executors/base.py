@@ -132,16 +132,21 @@ def _population(
     channel: Channel | None,
 ) -> TrialResult:
     """Train the members together; a member's failure fails only that member, and its
-    duration is its share of the population's time. Members report each on their own; one
-    the scheduler stopped is PRUNED, as a stopped single trial is."""
+    duration is its share of the population's time, by the steps it trained (one that left
+    early cost less). Members report each on their own; one the scheduler stopped is PRUNED,
+    as a stopped single trial is."""
     contexts = [
         TrialContext(m.number, m.seed, device, m.trial_dir, None, m.overrides, channel)
         for m in request.members
     ]
     outcomes = objective.evaluate_population([m.config for m in request.members], contexts)
-    share = (time.perf_counter() - start) / len(request.members)
+    weights = [max(len(ctx.reports), 1) for ctx in contexts]
+    per_weight = (time.perf_counter() - start) / sum(weights)
     members = []
-    for member, ctx, outcome in zip(request.members, contexts, outcomes, strict=True):
+    for member, ctx, outcome, weight in zip(
+        request.members, contexts, outcomes, weights, strict=True
+    ):
+        share = per_weight * weight
         try:
             if isinstance(outcome, TrialFailure):
                 raise outcome
