@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypersearch.algorithms import (  # noqa: F401  (registers them)
     astar,
     ga,
+    gp,
     pso,
     random_search,
     rf,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import optuna
@@ -49,7 +49,7 @@ class TPEOptions(StrictModel):
 class TPE(Algorithm):
     name = "tpe"
     description = "Optuna's TPE (multivariate, constant liar): the model-based baseline"
-    Options = TPEOptions
+    Options: ClassVar[type[StrictModel]] = TPEOptions
 
     def __init__(self, space: SearchSpace, n_objectives: int, *, seed: int, **options: Any):
         super().__init__(space, n_objectives, seed=seed, **options)
@@ -78,7 +78,7 @@ class TPE(Algorithm):
         self._number = {id_: n for n, id_ in enumerate(ids) if id_ in self.in_flight}
         return study
 
-    def _sampler(self, history: int) -> optuna.samplers.TPESampler:
+    def _sampler(self, history: int) -> optuna.samplers.BaseSampler:
         seed = int(np.random.SeedSequence([self.seed, history]).generate_state(1)[0])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
