@@ -7,12 +7,14 @@ that draw (``matplotlib.figure.Figure``, no pyplot state).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from hypersearch.results import RunData
@@ -66,3 +68,27 @@ def best_score_label(notes: dict[str, Any]) -> str:
     if notes["score"] == "hypervolume":
         return "hypervolume so far (objective units², shared reference) ↑ better"
     return "best " + label(notes["score"], notes["score_direction"])
+
+
+def quartiles(stacked: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First quartile, median and third quartile over seeds (rows), column by column."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before a success
+        q1, med, q3 = np.nanpercentile(stacked, [25, 50, 75], axis=0)
+    return q1, med, q3
+
+
+def finish_best_so_far(
+    fig: Figure, ax: Axes, notes: dict[str, Any], shown: np.ndarray, texts: tuple[str, str, str]
+) -> None:
+    """The legend entry of the quartile bands, a log axis where it helps, labels and grid of a
+    best-so-far picture; ``texts`` are the band's legend, the x label and the title."""
+    band, xlabel, title = texts
+    ax.plot([], [], color="0.5", alpha=0.3, lw=8, label=band)
+    if notes["score"] != "hypervolume" and log_ok(shown):
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(best_score_label(notes))
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)

@@ -18,7 +18,6 @@ its place is left out, as it is of the budget. This module reads runs (``results
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,15 @@ from matplotlib.figure import Figure
 
 from hypersearch import pareto, step_plots
 from hypersearch.experiment import Experiment
-from hypersearch.plot_style import best_score_label, label, log_ok, run_title, save, score_sign
+from hypersearch.plot_style import (
+    finish_best_so_far,
+    label,
+    log_ok,
+    quartiles,
+    run_title,
+    save,
+    score_sign,
+)
 from hypersearch.results import COMPLETE, FAIL, RunData
 from hypersearch.space import CategoricalParam, FloatParam, IntParam
 from hypersearch.stats import Results, RunScore
@@ -224,27 +231,20 @@ def _best_so_far_plot(
     path: Path,
 ) -> Path:
     """Median best-so-far curve per algorithm, with the quartile band over seeds."""
-    sign, score = score_sign(notes), notes["score"]
+    sign = score_sign(notes)
     fig = Figure(figsize=(7.5, 4.6))
     ax = fig.subplots()
     for algo in algos:
         curves = [s.curve for s in scored if s.algo == algo]
         length = min(len(c) for c in curves)
         stacked = sign * np.vstack([c[:length] for c in curves])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before a success
-            q1, med, q3 = np.nanpercentile(stacked, [25, 50, 75], axis=0)
+        q1, med, q3 = quartiles(stacked)
         trials = np.arange(1, length + 1)
         ax.plot(trials, med, color=colors[algo], lw=2, label=f"{algo} (median)")
         ax.fill_between(trials, q1, q3, color=colors[algo], alpha=0.15, lw=0)
-    ax.plot([], [], color="0.5", alpha=0.3, lw=8, label="quartiles over seeds")
-    if score != "hypervolume" and log_ok(np.concatenate([sign * s.curve for s in scored])):
-        ax.set_yscale("log")
-    ax.set_xlabel("trials (count)")
-    ax.set_ylabel(best_score_label(notes))
-    ax.set_title(title + ": best so far")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    shown = np.concatenate([sign * s.curve for s in scored])
+    texts = ("quartiles over seeds", "trials (count)", title + ": best so far")
+    finish_best_so_far(fig, ax, notes, shown, texts)
     return save(fig, path)
 
 

@@ -10,7 +10,6 @@ are skipped, not drawn empty, when no trial reported a step. ``plots`` calls thi
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,15 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from hypersearch.plot_style import best_score_label, label, log_ok, run_title, save, score_sign
+from hypersearch.plot_style import (
+    finish_best_so_far,
+    label,
+    log_ok,
+    quartiles,
+    run_title,
+    save,
+    score_sign,
+)
 from hypersearch.results import COMPLETE, FAIL, PRUNED, RunData
 from hypersearch.stats import RunScore
 
@@ -138,27 +145,16 @@ def best_so_far_steps_plot(
         grid = np.unique(np.concatenate([np.cumsum(steps) for _, steps in pairs]))
         grid = grid[(grid > 0) & (grid <= end)]
         stacked = sign * np.vstack([best_at_steps(c, steps, grid) for c, steps in pairs])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before a success
-            q1, med, q3 = np.nanpercentile(stacked, [25, 50, 75], axis=0)
+        q1, med, q3 = quartiles(stacked)
         ax.step(grid, med, where="post", color=colors[algo], lw=2, label=f"{algo} (median)")
         ax.fill_between(grid, q1, q3, step="post", color=colors[algo], alpha=0.15, lw=0)
         shown.append(stacked.ravel())
     if not shown:
         return None
-    ax.plot(
-        [],
-        [],
-        color="0.5",
-        alpha=0.3,
-        lw=8,
-        label="quartiles over seeds (an ended seed keeps its best)",
+    texts = (
+        "quartiles over seeds (an ended seed keeps its best)",
+        "steps trained (cumulative over trials, in trial order)",
+        title + ": best so far against steps trained",
     )
-    if notes["score"] != "hypervolume" and log_ok(np.concatenate(shown)):
-        ax.set_yscale("log")
-    ax.set_xlabel("steps trained (cumulative over trials, in trial order)")
-    ax.set_ylabel(best_score_label(notes))
-    ax.set_title(title + ": best so far against steps trained")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    finish_best_so_far(fig, ax, notes, np.concatenate(shown), texts)
     return save(fig, path)

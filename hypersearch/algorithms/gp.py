@@ -19,7 +19,6 @@ from __future__ import annotations
 import warnings
 from typing import Annotated
 
-import numpy as np
 import optuna
 from pydantic import Field
 
@@ -40,11 +39,10 @@ class GP(TPE):
     Options = GPOptions
 
     def _sampler(self, history: int) -> optuna.samplers.BaseSampler:
-        seed = int(np.random.SeedSequence([self.seed, history]).generate_state(1)[0])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.GPSampler(
-                seed=seed,
+                seed=self._seed(history),
                 n_startup_trials=self.options.n_startup_trials,
                 deterministic_objective=self.options.deterministic_objective,
             )

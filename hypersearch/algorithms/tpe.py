@@ -78,8 +78,12 @@ class TPE(Algorithm):
         self._number = {id_: n for n, id_ in enumerate(ids) if id_ in self.in_flight}
         return study
 
+    def _seed(self, history: int) -> int:
+        """The sampler's seed at an ask: a function of the run seed and the history size."""
+        return int(np.random.SeedSequence([self.seed, history]).generate_state(1)[0])
+
     def _sampler(self, history: int) -> optuna.samplers.BaseSampler:
-        seed = int(np.random.SeedSequence([self.seed, history]).generate_state(1)[0])
+        seed = self._seed(history)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.TPESampler(
