@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from hypersearch.algorithms import Observation, Suggestion, create
-from hypersearch.algorithms.rf import (
+from hypersearch.algorithms.rf import RandomForest
+from hypersearch.algorithms.surrogate import (
     FAILED_MARGIN,
     VARIANCE_FLOOR,
-    RandomForest,
     fit_forest,
     impute_failed,
     predict_mean_var,

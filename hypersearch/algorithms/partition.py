@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from hypersearch.algorithms.base import point_key
-from hypersearch.algorithms.rf import fit_forest as fit_rf_forest
-from hypersearch.algorithms.rf import predict_mean_var
+from hypersearch.algorithms.surrogate import fit_forest as fit_rf_forest
+from hypersearch.algorithms.surrogate import predict_mean_var
 
 
 class Node:

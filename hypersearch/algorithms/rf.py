@@ -51,109 +51,35 @@ Determinism: every point is a function of (seed, ordered history, points in flig
 forest are seeded from (seed, number told, number in flight), so a resumed run, told the history
 and handed the in-flight points, asks exactly what the uninterrupted run would have.
 
-``fit_forest`` and ``predict_mean_var`` are the model, usable on their own.
+The model itself (forest, log EI, imputation, ParEGO) is in ``surrogate.py``, shared.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import Field
-from scipy.special import ndtr
-
-if TYPE_CHECKING:
-    from sklearn.ensemble import ExtraTreesRegressor
 
 from hypersearch.algorithms.base import Algorithm, Observation, Suggestion, point_key, register
 from hypersearch.algorithms.pruned import Fidelity, pruned_fractions, pruned_key
+from hypersearch.algorithms.surrogate import (
+    N_ESTIMATORS,
+    fit_forest,
+    impute_failed,
+    impute_pruned,
+    log_costs,
+    log_expected_improvement,
+    parego,
+    predict_mean_var,
+)
 from hypersearch.space import SearchSpace, StrictModel
 
-N_ESTIMATORS = 24  # enough trees for a usable variance; fit + predict stay in milliseconds
-MIN_SAMPLES_LEAF = 3  # as SMAC: smooths noise (measured better than 2 on noisy hartmann6)
-VARIANCE_FLOOR = 1e-6  # of log-costs: no zero variance where all trees agree
-LOG_OFFSET = 1.0  # log(1 + normalized cost): 0.01 or 0.1 chased lucky noisy draws
-FAILED_MARGIN = 0.1  # failed trials: worst + this share of the observed range
-RHO = 0.05  # ParEGO's augmentation
 LOCAL_STARTS = 5  # local searches from the best observed and best random points, each
 LOCAL_STEPS = 5
 LOCAL_NEIGHBOURS = 20
 LOCAL_SIGMA = 0.05  # step size in the unit cube, halved when a step finds nothing better
-
-
-def fit_forest(
-    X: np.ndarray, y: np.ndarray, seed: int, n_estimators: int = N_ESTIMATORS
-) -> ExtraTreesRegressor:
-    """Fit the surrogate: bootstrapped extremely randomized trees (randomized splits like
-    SMAC's forest). An integer seed makes it reproducible without global state."""
-    from sklearn.ensemble import ExtraTreesRegressor  # here: scikit-learn takes ~0.5 s to import
-
-    model = ExtraTreesRegressor(
-        n_estimators=n_estimators,
-        bootstrap=True,
-        min_samples_leaf=MIN_SAMPLES_LEAF,
-        max_features=1.0,
-        random_state=int(seed),
-        n_jobs=1,
-    )
-    model.fit(np.asarray(X, dtype=float), np.asarray(y, dtype=float))
-    return model
-
-
-def predict_mean_var(model: ExtraTreesRegressor, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Predictive mean and variance across the trees (floored at ``VARIANCE_FLOOR``).
-
-    Looks up each tree's leaf values directly: ``tree.predict`` validates its input on every
-    call (~0.1 ms, ~8000 calls in a 64-trial run), half of an rf run's time. Same numbers:
-    float32 is what the trees split on and what that validation converts to."""
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    per_tree = np.stack([tree.tree_.value[tree.tree_.apply(X), 0, 0] for tree in model.estimators_])
-    return per_tree.mean(axis=0), np.maximum(per_tree.var(axis=0), VARIANCE_FLOOR)
-
-
-def log_expected_improvement(mean: np.ndarray, var: np.ndarray, best: float) -> np.ndarray:
-    """EI of the cost ``exp(y)`` when the model predicts ``y ~ N(mean, var)`` (log-costs):
-    Hutter et al. 2009, eq. for log-transformed run times, as SMAC's LogEI."""
-    s = np.sqrt(var)
-    v = (best - mean) / s
-    return np.exp(best) * ndtr(v) - np.exp(mean + 0.5 * var) * ndtr(v - s)
-
-
-def log_costs(costs: np.ndarray) -> np.ndarray:
-    """Shift to positive and log: a few huge losses (Rosenbrock) don't swamp the forest."""
-    lo, hi = float(costs.min()), float(costs.max())
-    scale = hi - lo if hi > lo else 1.0
-    return np.log((costs - lo) / scale + LOG_OFFSET)
-
-
-def impute_failed(costs: np.ndarray, failed: np.ndarray) -> np.ndarray:
-    """Failed trials cost the worst observed plus a margin (a finite value that keeps the
-    forest's scale), or 0 when nothing succeeded."""
-    out = np.array(costs, dtype=float)
-    ok = ~failed
-    if not ok.any():
-        out[:] = 0.0
-        return out
-    worst, best = float(out[ok].max()), float(out[ok].min())
-    out[failed] = worst + FAILED_MARGIN * (worst - best if worst > best else max(abs(worst), 1.0))
-    return out
-
-
-def impute_pruned(
-    costs: np.ndarray, failed: np.ndarray, stopped: np.ndarray, places: np.ndarray
-) -> np.ndarray:
-    """As ``impute_failed``, but the ``stopped`` (pruned) points among the failed ones sit
-    between the worst observed cost and the failures, in the order of ``places`` (fractions
-    in (0, 1), larger is worse)."""
-    out = impute_failed(costs, failed)
-    if not stopped.any():
-        return out
-    ok = ~failed
-    worst = float(out[ok].max()) if ok.any() else -1.0
-    failure = float(out[failed].max()) if ok.any() else 0.0
-    out[stopped] = worst + (failure - worst) * places
-    return out
 
 
 class RFOptions(StrictModel):
@@ -248,14 +174,7 @@ class RandomForest(Algorithm):
             ],
             dtype=float,
         ).reshape(len(self._losses), self.n_objectives)
-        if self.n_objectives == 1:
-            return F[:, 0], failed
-        weights = rng.dirichlet(np.ones(self.n_objectives))
-        ok = F[~failed]
-        lo, hi = ok.min(axis=0), ok.max(axis=0)
-        Z = (F - lo) / np.where(hi > lo, hi - lo, 1.0)
-        wz = weights * Z
-        return wz.max(axis=1) + RHO * wz.sum(axis=1), failed
+        return parego(F, failed, rng), failed
 
     def _fidelity(self) -> Fidelity:
         firsts = [None if losses is None else losses[0] for losses in self._losses]
