@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from hypersearch import pareto
+from hypersearch import __version__, pareto
 from hypersearch.errors import user_errors
 from hypersearch.experiment import Experiment
 from hypersearch.records import TrialRecord, record_losses
@@ -203,4 +203,5 @@ def versions() -> dict[str, str]:
     for package in ("hypersearch", "numpy", "optuna", "scikit-learn", "deap", "pyswarms", "torch"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             found[package] = metadata.version(package)
+    found.setdefault("hypersearch", __version__)  # run from a checkout, not installed
     return found

@@ -70,6 +70,7 @@ def test_asked_batch_is_trained_as_populations_each_member_its_own_trial(
         algo="random",
         executor=executor,
         out=tmp_path,
+        gpus=[],  # CPU slots: with a GPU, local gives one slot per GPU, whatever ``parallel``
     )
     table = trials(result.run_dir)
     assert (table["state"] == "COMPLETE").all() and len(table) == 8

@@ -206,7 +206,10 @@ def test_driver_never_imports_torch(tmp_path: Path) -> None:
         text=True,
         timeout=300,
         check=True,
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]),
+        },
     )
     assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
 
