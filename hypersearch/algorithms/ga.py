@@ -1,20 +1,58 @@
-"""Genetic algorithm on the unit cube, built on DEAP's operators.
+"""Genetic algorithm on the unit cube, built on DEAP's operators, its offspring pre-screened
+by a random-forest surrogate.
 
 Real-valued genomes in [0, 1]^d (the space decodes ints and categoricals). Parents are chosen by
 binary tournament, recombined by bounded simulated binary crossover (Deb & Agrawal 1995) and
 perturbed by bounded polynomial mutation (Deb & Goyal 1996). Survivors are chosen elitist
 (μ+λ): the best ``population`` of parents and offspring, or, with several objectives, NSGA-II's
 non-dominated sorting and crowding distance (Deb et al. 2002), whose crowded comparison
-(front rank, then crowding) is also what the parent tournament compares.
+(front rank, then crowding) is also what the parent tournament compares. The first generation
+is a scrambled Sobol sample, seeded as rf's initial design.
+
+Why a surrogate (Jin 2011, pre-screening; ``ga_screen``): with budgets of tens of trials a GA
+has a handful of generations, and most offspring are spent where the history already says
+nothing good is. From generation 1 on, each generation makes ``candidates`` (16) times as many
+offspring as it asks, with the same selection, crossover and mutation, and asks those with the
+best log EI under a forest fit once per generation (ParEGO-scalarized with several objectives;
+failed and pruned trials count as failures), kept apart from one another and from every told
+point. Selection, survivors and NSGA-II are unchanged: the model only picks which offspring get
+a trial. ``surrogate: false`` is the plain GA.
+
+Measured (30 seeds, median final regret, lower is better; zdt1: hypervolume at (1.1, 11),
+higher is better), before (plain GA, Latin hypercube start) → now, against tpe and rf measured
+in the same run:
+
+============  ==================  ==============  =============
+64 by 8       before → now        tpe             rf
+============  ==================  ==============  =============
+hartmann6     0.97 → 0.41         0.44            0.57
+rosenbrock-4  350 → 164           97              654
+ackley-5      16.7 → 11.1         10.6            14.6
+hartmann6+N   1.38 → 0.54         0.63            0.81
+zdt1 (HV)     10.6 → 11.1         10.9            10.8
+32 by 2       before → now        tpe             rf
+hartmann6     1.92 → 1.21         1.06            1.13
+rosenbrock-4  1910 → 661          398             1430
+ackley-5      18.2 → 16.5         14.3            17.2
+hartmann6+N   1.91 → 1.58         1.00            1.30
+zdt1 (HV)     9.93 → 10.6         10.6            10.6
+============  ==================  ==============  =============
+
+(N: told values with Gaussian noise of std 0.3.) Asked two at a time the GA still trails: a
+generation's offspring are screened once, before any of its results. Not adopted, measured:
+widening mutation (eta halved, rate doubled) after a generation without improvement (hartmann6
+0.57, rosenbrock 335) or narrowing it (no change); 4 to 32 candidates measured alike; the Sobol
+start measured like the Latin hypercube one (hartmann6 0.36 and 0.40 over 60 seeds).
 
 Why the state is rebuilt from the history: resume must ask what the uninterrupted run would
 have asked. Generation ``k`` is defined by the told history alone: its parents are the survivors
 of the first ``k * population`` told observations (in telling order; foreign points from a warm
-start or resume take a place like any other), and its offspring are drawn from a generator
-seeded by (seed, k). ``ask`` hands out offspring not yet evaluated nor in flight, at most
-``population`` per generation, so it returns fewer (even none) while a generation's results are
-outstanding: the generation barrier. DEAP draws from the global ``random`` module; every DEAP
-call runs with ``random`` seeded from our own generator and the global state restored after.
+start or resume take a place like any other), its offspring are drawn from a generator seeded
+by (seed, k), and the forest that screens them is fit on those same observations. ``ask`` hands
+out offspring not yet evaluated nor in flight, at most ``population`` per generation, so it
+returns fewer (even none) while a generation's results are outstanding: the generation barrier.
+DEAP draws from the global ``random`` module; every DEAP call runs with ``random`` seeded from
+our own generator and the global state restored after.
 
 Pruned trials rank below every finished trial and above every failed one, among themselves by
 the step reached (later first), then their last reported loss: when a generation closes, each
@@ -36,6 +74,7 @@ from deap import base, tools
 from pydantic import Field, model_validator
 
 from hypersearch.algorithms.base import Algorithm, Observation, Suggestion, register
+from hypersearch.algorithms.ga_screen import prescreen
 from hypersearch.algorithms.pruned import pruned_fractions, pruned_key
 from hypersearch.space import SearchSpace, StrictModel
 
@@ -65,6 +104,8 @@ class GAOptions(StrictModel):
     eta_crossover: Annotated[float, Field(gt=0.0, le=1000.0)] = 5.0  # SBX index: wide children
     eta_mutation: Annotated[float, Field(gt=0.0, le=1000.0)] = 20.0  # polynomial mutation index
     tournament: Annotated[int, Field(ge=1, le=100)] = 2
+    surrogate: bool = True  # pre-screen offspring with the random forest (False: plain GA)
+    candidates: Annotated[int, Field(ge=1, le=256)] = 16  # offspring made per one asked
 
     @model_validator(mode="after")
     def _tournament_fits(self) -> GAOptions:
@@ -92,6 +133,8 @@ class _Individual(list):
 
     fitness: base.Fitness
     pruned: tuple[float, float] | None = None  # a pruned trial's rank key (pruned.pruned_key)
+    told: tuple[float, ...] | None = None  # the losses as told (None: failed or pruned)
+    key: bytes = b""  # the configuration it ran (GeneticAlgorithm._key)
 
 
 def _fitness_class(n_objectives: int) -> type[base.Fitness]:
@@ -118,11 +161,13 @@ class GeneticAlgorithm(Algorithm):
             self.options.mutation if self.options.mutation is not None else 1.0 / space.dim
         )
         self._fitness = _fitness_class(n_objectives)
+        self._variation_rounds = max(_VARIATION_ROUNDS, self.options.candidates)
         self._history: list[_Individual] = []  # every told observation, in telling order
         self._evaluated: set[bytes] = set()  # configurations run (a GA never repeats one)
         self._generation = 0
         self._parents: list[_Individual] = []  # survivors of history[: generation * population]
         self._rounds: list[list[np.ndarray]] = []  # this generation's offspring, by round
+        self._screened: list[np.ndarray] | None = None  # this generation's, most promising first
 
     # --- public interface -------------------------------------------------------------------
 
@@ -150,10 +195,12 @@ class GeneticAlgorithm(Algorithm):
         for obs, _ in self.arrivals(observations):  # foreign points take a place like any other
             individual = _Individual(np.clip(np.asarray(obs.x, dtype=float), 0.0, 1.0).tolist())
             individual.fitness = self._fitness(self._losses(obs))
+            individual.told = None if obs.losses is None else tuple(map(float, obs.losses))
             if obs.pruned:
                 individual.pruned = pruned_key(obs)
+            individual.key = self._key(obs.x)
             self._history.append(individual)
-            self._evaluated.add(self._key(obs.x))
+            self._evaluated.add(individual.key)
         while len(self._history) >= (self._generation + 1) * self.population_size:
             self._advance()
 
@@ -170,7 +217,7 @@ class GeneticAlgorithm(Algorithm):
             else:
                 self._parents = tools.selNSGA2(pool, size)
         self._generation += 1
-        self._rounds = []
+        self._rounds, self._screened = [], None
 
     def _rank_pruned(self, pool: list[_Individual]) -> None:
         """Pruned individuals get a loss on every objective above any finished one's and
@@ -184,21 +231,50 @@ class GeneticAlgorithm(Algorithm):
 
     def _candidates(self) -> Iterator[np.ndarray]:
         """The current generation's offspring in a fixed order, extended round by round:
-        offspring of the parents first, then uniform points (ints and categoricals can make
+        offspring of the parents first (the first ``candidates`` rounds screened by the
+        surrogate, most promising first), then uniform points (ints and categoricals can make
         many offspring decode to configurations already run)."""
-        for r in range(_VARIATION_ROUNDS + _UNIFORM_ROUNDS):
-            if r == len(self._rounds):
-                self._rounds.append(self._offspring(r))
+        first = 0
+        if self.options.surrogate and self._generation > 0:
+            if self._screened is None:
+                self._screened = self._screen()
+            yield from self._screened
+            first = self.options.candidates
+        for r in range(first, self._variation_rounds + _UNIFORM_ROUNDS):
+            while r >= len(self._rounds):
+                self._rounds.append(self._offspring(len(self._rounds)))
             yield from self._rounds[r]
+
+    def _screen(self) -> list[np.ndarray]:
+        """``candidates`` rounds of offspring, those of the told history left out, ordered by
+        the surrogate's log EI (fit once per generation on the history that closed the previous
+        generation: what resume replays) with a minimum spacing between the first few."""
+        told = self._history[: self._generation * self.population_size]
+        rounds = range(self.options.candidates)
+        while len(self._rounds) < len(rounds):
+            self._rounds.append(self._offspring(len(self._rounds)))
+        seen = {ind.key for ind in told}
+        pool: list[np.ndarray] = []
+        for x in (x for r in rounds for x in self._rounds[r]):
+            key = np.round(x, 9).tobytes()  # offspring are snapped already: _key without a snap
+            if key not in seen:
+                seen.add(key)
+                pool.append(x)
+        if not pool:
+            return pool
+        losses = [None if ind.pruned is not None else ind.told for ind in told]
+        seed = self._seed_for(self._generation, -1, screening=True)
+        return prescreen(pool, np.array(told, dtype=float), losses, seed, self.population_size)
 
     def _offspring(self, r: int) -> list[np.ndarray]:
         size, dim = self.population_size, self.space.dim
-        if self._generation == 0 or r >= _VARIATION_ROUNDS:
+        if self._generation == 0 or r >= self._variation_rounds:
             rng = np.random.default_rng([self.seed, self._generation, r])
-            if r == 0:  # the initial population: a Latin hypercube spreads it over the cube
+            if r == 0 and self._generation == 0:  # a scrambled Sobol initial population
                 from scipy.stats import qmc  # lazily: scipy.stats is slow to import
 
-                raw = qmc.LatinHypercube(dim, rng=rng).random(size)
+                sobol = qmc.Sobol(dim, scramble=True, rng=np.random.default_rng([self.seed, 1]))
+                raw = sobol.random_base2(max(0, math.ceil(math.log2(size))))[:size]
             else:
                 raw = rng.random((size, dim))
             return [self._snap(x) for x in raw]
@@ -239,8 +315,9 @@ class GeneticAlgorithm(Algorithm):
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _seed_for(self, generation: int, r: int) -> int:
-        state = np.random.SeedSequence([self.seed, generation, r + 1]).generate_state(1)
+    def _seed_for(self, generation: int, r: int, screening: bool = False) -> int:
+        entropy = [self.seed, generation, r + 1] + ([1] if screening else [])
+        state = np.random.SeedSequence(entropy).generate_state(1)
         return int(state[0])
 
     def _losses(self, obs: Observation) -> tuple[float, ...]:
