@@ -115,7 +115,8 @@ def test_a_reused_id_is_caught() -> None:
 
 def test_pso_moves_the_particle_that_asked_whatever_the_order() -> None:
     """Results told in reverse order: each moves the particle of its id, and only that one."""
-    algo = create("pso", MIXED, 1, seed=0, options={"swarm_size": 6})
+    # The plain swarm: asks are its positions (a screened particle asks its best candidate).
+    algo = create("pso", MIXED, 1, seed=0, options={"swarm_size": 6, "surrogate": False})
     asked = algo.ask(6)
     before = algo.swarm.position.copy()
     for s in reversed(asked[2:5]):
