@@ -218,3 +218,30 @@ def test_rf_beats_random_search(case: str, function: str, dim: int | None, noise
     rand = [final_regret("random", function, s, 64, 8, dim, noise) for s in RANDOM_SEEDS]
     rf = [final_regret("rf", function, s, 64, 8, dim, noise) for s in seeds]
     assert np.median(rf) < np.median(rand), (np.median(rf), np.median(rand))
+
+
+def test_screen_learns_from_successes_only_and_scalarizes_several_objectives() -> None:
+    """``screen``: None until two trials succeeded (non-finite counts as failed); then a scorer
+    that prefers the region of the good losses; several objectives go through ParEGO."""
+    from hypersearch.algorithms.surrogate import screen, sobol_design
+
+    X = sobol_design(2, 16, seed=0)
+    assert screen(X[:3], [None, (float("nan"),), (1.0,)], seed=0) is None
+    losses = [(float(np.sum((x - 0.2) ** 2)),) for x in X]
+    score = screen(X, losses, seed=0)
+    assert score is not None
+    near, far = score(np.array([[0.2, 0.2]])), score(np.array([[0.95, 0.95]]))
+    assert near[0] > far[0]
+    two = [(v[0], 1.0 - v[0]) for v in losses]
+    assert screen(X, [*two[:-1], None], seed=1) is not None
+
+
+def test_sobol_design_is_balanced_and_seeded() -> None:
+    from hypersearch.algorithms.surrogate import sobol_design
+
+    points = sobol_design(3, 8, seed=4)
+    assert points.shape == (8, 3) and sobol_design(3, 0, seed=4).shape == (0, 3)
+    for axis in range(3):  # a scrambled Sobol net: one point in each eighth of every axis
+        assert sorted(np.floor(points[:, axis] * 8).astype(int)) == list(range(8))
+    np.testing.assert_array_equal(points, sobol_design(3, 8, seed=4))
+    assert not np.array_equal(points, sobol_design(3, 8, seed=5))

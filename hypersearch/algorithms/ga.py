@@ -76,6 +76,7 @@ from pydantic import Field, model_validator
 from hypersearch.algorithms.base import Algorithm, Observation, Suggestion, register
 from hypersearch.algorithms.ga_screen import prescreen
 from hypersearch.algorithms.pruned import pruned_fractions, pruned_key
+from hypersearch.algorithms.surrogate import sobol_design
 from hypersearch.space import SearchSpace, StrictModel
 
 FAILED = 1e300  # a failed (or non-finite) trial's loss on every objective: worst, never NaN
@@ -271,10 +272,7 @@ class GeneticAlgorithm(Algorithm):
         if self._generation == 0 or r >= self._variation_rounds:
             rng = np.random.default_rng([self.seed, self._generation, r])
             if r == 0 and self._generation == 0:  # a scrambled Sobol initial population
-                from scipy.stats import qmc  # lazily: scipy.stats is slow to import
-
-                sobol = qmc.Sobol(dim, scramble=True, rng=np.random.default_rng([self.seed, 1]))
-                raw = sobol.random_base2(max(0, math.ceil(math.log2(size))))[:size]
+                raw = sobol_design(dim, size, self.seed)
             else:
                 raw = rng.random((size, dim))
             return [self._snap(x) for x in raw]

@@ -78,7 +78,7 @@ from pydantic import Field, model_validator
 from hypersearch.algorithms.base import Algorithm, Observation, Suggestion, point_key, register
 from hypersearch.algorithms.pruned import pruned_fractions, pruned_key
 from hypersearch.algorithms.pso_screen import Screen, pick
-from hypersearch.algorithms.surrogate import Scorer
+from hypersearch.algorithms.surrogate import Scorer, sobol_design
 from hypersearch.space import SearchSpace, StrictModel, rule_error
 
 RHO = 0.05  # augmentation of the Chebyshev scalarization (keeps weakly dominated points out)
@@ -160,10 +160,7 @@ class PSO(Algorithm):
         self._bounds = (np.zeros(d), np.ones(d))
         self._clamp = (-o.velocity_clamp, o.velocity_clamp)
         self._k = min(o.k, self.size)
-        from scipy.stats import qmc  # lazily: scipy.stats is slow to import
-
-        sobol = qmc.Sobol(d, scramble=True, rng=np.random.default_rng([seed, 1]))
-        init = sobol.random_base2(int(np.ceil(np.log2(self.size))))[: self.size]
+        init = sobol_design(d, self.size, seed)
         with _global_rng([seed, 0]):
             self.swarm = backend.generators.create_swarm(
                 n_particles=self.size,

@@ -73,6 +73,7 @@ from hypersearch.algorithms.surrogate import (
     log_expected_improvement,
     parego,
     predict_mean_var,
+    sobol_design,
 )
 from hypersearch.space import SearchSpace, StrictModel
 
@@ -101,14 +102,7 @@ class RandomForest(Algorithm):
         self.initial = (
             self.options.initial if self.options.initial is not None else min(2 * d + 2, 16)
         )
-        if self.initial:
-            m = int(np.ceil(np.log2(self.initial)))
-            from scipy.stats import qmc  # lazily: scipy.stats is slow to import
-
-            sobol = qmc.Sobol(d, scramble=True, rng=np.random.default_rng([seed, 1]))
-            self._sobol = sobol.random_base2(m)[: self.initial]
-        else:
-            self._sobol = np.empty((0, d))
+        self._sobol = sobol_design(d, self.initial, seed)
         self._X: list[np.ndarray] = []  # told points, in told order
         self._losses: list[tuple[float, ...] | None] = []
         self._told: list[Observation] = []  # for their steps and curves

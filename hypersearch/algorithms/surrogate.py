@@ -10,6 +10,7 @@ Swarm and Evolutionary Computation 2011).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -117,6 +118,16 @@ def parego(F: np.ndarray, failed: np.ndarray, rng: np.random.Generator) -> np.nd
     return wz.max(axis=1) + RHO * wz.sum(axis=1)
 
 
+def sobol_design(dim: int, n: int, seed: int) -> np.ndarray:
+    """The first ``n`` points of a scrambled Sobol sequence seeded by ``[seed, 1]``: the
+    initial design of rf, ga and pso, before a model can be fit (balanced in every coordinate
+    when ``n`` is a power of 2)."""
+    from scipy.stats import qmc  # lazily: scipy.stats is slow to import
+
+    sobol = qmc.Sobol(dim, scramble=True, rng=np.random.default_rng([seed, 1]))
+    return sobol.random_base2(max(0, math.ceil(math.log2(max(n, 1)))))[:n]
+
+
 Scorer = Callable[[np.ndarray], np.ndarray]
 
 
@@ -124,12 +135,11 @@ def screen(
     X: np.ndarray,
     losses: Sequence[tuple[float, ...] | None],
     seed: int,
-    flying: np.ndarray | None = None,
 ) -> Scorer | None:
     """A scorer of candidate points (higher is more promising): the log EI of a forest fit on
-    the told points ``X`` with their ``losses`` (None: failed; several objectives: a seeded
-    ParEGO scalarization), points in ``flying`` at the mean cost (constant liar). None while
-    fewer than 2 trials succeeded: nothing to learn from yet."""
+    the told points ``X`` with their ``losses`` (None or non-finite: failed; several
+    objectives: a seeded ParEGO scalarization). None while fewer than 2 trials succeeded:
+    nothing to learn from yet."""
     failed = np.array([v is None or not np.all(np.isfinite(v)) for v in losses], dtype=bool)
     if (~failed).sum() < 2:
         return None
@@ -140,11 +150,7 @@ def screen(
     rng = np.random.default_rng(seed)
     y = log_costs(impute_failed(parego(F.reshape(len(F), m), failed, rng), failed))
     X = np.asarray(X, dtype=float)
-    X_fit, y_fit = X, y
-    if flying is not None and len(flying):
-        X_fit = np.vstack([X, flying])
-        y_fit = np.concatenate([y, np.full(len(flying), y[~failed].mean())])
-    model = fit_forest(X_fit, y_fit, int(rng.integers(2**31 - 1)))
+    model = fit_forest(X, y, int(rng.integers(2**31 - 1)))
     mean_obs, _ = predict_mean_var(model, X)
     best = float(mean_obs[~failed].min())
     return lambda points: log_expected_improvement(*predict_mean_var(model, points), best)
