@@ -17,8 +17,9 @@ by a fresh instance told the history::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -306,14 +307,16 @@ def evaluations(
     batch: int = 8,
     dim: int | None = None,
     noise: float = 0.0,
+    options: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
     """The noiseless values of every trial, in order: shape (trials, n_objectives). Points are
     asked in batches of ``batch`` (as with ``parallel: batch``) and told all at once. With
-    ``noise``, the algorithm is told the values plus Gaussian noise of that std (seeded)."""
+    ``noise``, the algorithm is told the values plus Gaussian noise of that std (seeded);
+    ``options`` are the algorithm's (its defaults when None)."""
     spec = {"function": function} | ({"dim": dim} if dim else {})
     exp = parse_experiment({"objective": {"synthetic": spec}})
     space, f = exp.space, FUNCTIONS[function]
-    algorithm = create(algo, space, len(exp.objectives), seed=seed, options=exp.algorithm.get(algo))
+    algorithm = create(algo, space, len(exp.objectives), seed=seed, options=options)
     values: list[tuple[float, ...]] = []
     draws = np.random.default_rng([seed, 7919])
     while len(values) < trials:
@@ -339,10 +342,11 @@ def final_regret(
     batch: int = 8,
     dim: int | None = None,
     noise: float = 0.0,
+    options: Mapping[str, Any] | None = None,
 ) -> float:
     """Best noiseless value among the trials minus the known optimum (under ``noise`` the
     algorithm only ever sees noisy values)."""
-    values = evaluations(algo, function, seed, trials, batch, dim, noise)
+    values = evaluations(algo, function, seed, trials, batch, dim, noise, options)
     optimum = FUNCTIONS[function].optimum
     assert optimum is not None
     return float(values[:, 0].min() - optimum)

@@ -15,7 +15,6 @@ from hypersearch.algorithms import ga as ga_module
 from hypersearch.algorithms.surrogate import Scorer
 from hypersearch.errors import ExperimentError
 from hypersearch.experiment import parse_experiment
-from hypersearch.objectives.synthetic import FUNCTIONS
 from hypersearch.pareto import front_mask
 from hypersearch.space import SearchSpace
 from hypersearch.testing import final_hypervolume, final_regret
@@ -267,19 +266,8 @@ def run(algo_name: str, function: str, seed: int, surrogate: bool = True) -> flo
 
 
 def plain_ga_regret(function: str, seed: int, dim: int | None) -> float:
-    """``final_regret`` of the GA with ``surrogate: false`` (as ``testing.evaluations``)."""
-    spec = {"function": function} | ({"dim": dim} if dim else {})
-    exp = parse_experiment({"objective": {"synthetic": spec}})
-    f = FUNCTIONS[function]
-    algo = create("ga", exp.space, 1, seed=seed, options={"surrogate": False})
-    best = np.inf
-    for _ in range(8):
-        asked = algo.ask(8)
-        values = [f.fn(np.array(list(exp.space.decode(s.x).values()))) for s in asked]
-        algo.tell([Observation(s.id, s.x, (v,)) for s, v in zip(asked, values, strict=True)])
-        best = min(best, *values)
-    assert f.optimum is not None
-    return float(best - f.optimum)
+    """``final_regret`` of the GA with ``surrogate: false``."""
+    return final_regret("ga", function, seed, dim=dim, options={"surrogate": False})
 
 
 @pytest.mark.slow

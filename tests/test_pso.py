@@ -9,8 +9,7 @@ import pytest
 
 from hypersearch.algorithms import Observation, create
 from hypersearch.errors import ExperimentError
-from hypersearch.experiment import parse_experiment
-from hypersearch.objectives.synthetic import FUNCTIONS, zdt1
+from hypersearch.objectives.synthetic import zdt1
 from hypersearch.space import SearchSpace
 from hypersearch.testing import final_hypervolume, final_regret
 from tests.conftest import drive, sphere
@@ -230,16 +229,8 @@ def test_pso_beats_random_search_on_zdt1_hypervolume() -> None:
 
 
 def regret(options: dict, function: str, seed: int, dim: int | None) -> float:
-    """As ``final_regret`` (64 trials in batches of 8), for pso with these ``options``."""
-    spec = {"function": function} | ({"dim": dim} if dim else {})
-    space, f = parse_experiment({"objective": {"synthetic": spec}}).space, FUNCTIONS[function]
-
-    def value(x: np.ndarray) -> float:
-        return float(f.fn(np.array(list(space.decode(x).values()), dtype=float)))
-
-    asked = drive(create("pso", space, 1, seed=seed, options=options), 64, 8, f=value)
-    assert f.optimum is not None
-    return min(value(x) for x in asked) - f.optimum
+    """``final_regret`` (64 trials in batches of 8) of pso with these ``options``."""
+    return final_regret("pso", function, seed, dim=dim, options=options)
 
 
 @pytest.mark.slow
