@@ -2,16 +2,15 @@
 moves, what it is fit on, when it is refit, and which candidate a particle takes.
 
 The forest is ``surrogate.screen`` (log EI of the shared random forest) fit on the *ranks* of
-the told losses (per objective). On raw losses a few huge values (Rosenbrock's walls) squash
-every good point to the same log-cost and the screen picks blindly near the optimum: ranks took
-rosenbrock-4's median regret at 64 trials from 262 to 102 (100 seeds) and scored +2.5 and +2.3
-points (Bayesmark's normalized score, ten tasks, both budgets, on 20 and on 40 other seeds).
+the told losses (per objective). Ranks took rosenbrock-4's median regret at 64 trials from 262
+to 102 (100 seeds) and scored +2.5 and +2.3 points (Bayesmark's normalized score, ten tasks,
+both budgets, on 20 and on 40 other seeds).
 
 It is fit on the told points only: a point in flight never enters it, so a cached forest serves
 every ask until it is refit, and a resumed run, told the same history, fits the same forest.
-It is refit when the number of points it would see (``fitted``) grows: every told point up to
-2**``REFIT_EXACT``, then a prefix rounded down to a step that doubles with the history (a fit
-per 1/64th growth). In a 64-trial run that is once per batch; at a thousand observations once
+It is refit when the number of points it would see (``surrogate.fitted``) grows: every told
+point up to 64, then a prefix rounded down to a step that doubles with the history (a fit per
+1/64th growth). In a 64-trial run that is once per batch; at a thousand observations once
 per 8 tells, which keeps ask(1) + tell(1) near 9 ms (a fit there takes ~50 ms).
 
 Batch diversity comes from the swarm itself (each particle picks among its own moves) and from
@@ -26,15 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hypersearch.algorithms.surrogate import Scorer, screen
-
-REFIT_EXACT = 6  # the forest sees every told point up to 2**6 told
-
-
-def fitted(told: int) -> int:
-    """How many of the first ``told`` points the forest is fit on."""
-    step = 2 ** max(0, told.bit_length() - 1 - REFIT_EXACT)
-    return told - told % step
+from hypersearch.algorithms.surrogate import Scorer, fitted, screen
 
 
 def pick(scores: np.ndarray, fresh: Callable[[int], bool]) -> int:
@@ -42,19 +33,6 @@ def pick(scores: np.ndarray, fresh: Callable[[int], bool]) -> int:
     (``fresh``); the best if none does."""
     order = np.argsort(-scores, kind="stable")
     return next((int(j) for j in order if fresh(int(j))), int(order[0]))
-
-
-def ranked(losses: list[tuple[float, ...] | None]) -> list[tuple[float, ...] | None]:
-    """Each objective replaced by its rank among the values (ties averaged; None stays)."""
-    from scipy.stats import rankdata  # lazily: scipy.stats is slow to import
-
-    ok = [j for j, v in enumerate(losses) if v is not None]
-    out: list[tuple[float, ...] | None] = [None] * len(losses)
-    if ok:
-        ranks = rankdata(np.array([losses[j] for j in ok], dtype=float), axis=0)
-        for j, row in zip(ok, ranks, strict=True):
-            out[j] = tuple(float(v) for v in row)
-    return out
 
 
 class Screen:
@@ -78,5 +56,5 @@ class Screen:
         if self.forest[0] != n:
             forest_seed = int(np.random.SeedSequence([self.seed, 3, n]).generate_state(1)[0])
             X = np.array(self.X[:n]).reshape(n, self.dim)
-            self.forest = (n, screen(X, ranked(self.losses[:n]), forest_seed))
+            self.forest = (n, screen(X, self.losses[:n], forest_seed))
         return self.forest[1]
