@@ -1,4 +1,4 @@
-"""The ``hypersearch`` command line: run, compare, report, algos, validate.
+"""The ``hypersearch`` command line: run, compare, report, algos, validate, lr-find.
 
 Exit codes: 0 success; 2 bad input (one ``error:`` line on stderr naming the field); 1 a run that
 could not finish; 130 interrupted after saving (resume with ``--resume RUN_DIR``).
@@ -147,6 +147,19 @@ def cli() -> None:
     help="Stop unpromising trials early at a reported step (default: the experiment's "
     "scheduler, else none).",
 )
+@click.option(
+    "--warm-start",
+    "warm_start",
+    multiple=True,
+    metavar="RUN_DIR",
+    help="Tell the algorithm every complete trial of this earlier run first (repeat the flag, "
+    "or separate folders with commas); they are not trials of this run.",
+)
+@click.option(
+    "--enqueue",
+    metavar="FILE.yaml",
+    help="Run these configs (a YAML list) first, after the experiment's initial:.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON, nothing else.")
 def run(
     experiment: str | None,
@@ -165,6 +178,8 @@ def run(
     storage: str | None,
     population: str,
     scheduler: str | None,
+    warm_start: tuple[str, ...],
+    enqueue: str | None,
     as_json: bool,
 ) -> int:
     """Tune EXPERIMENT (default ./hypersearch.yaml, else the packaged default)."""
@@ -176,6 +191,7 @@ def run(
 
     err = Console(stderr=True)
     given = {"--seed": seed, "--name": name, "--out": out, "--scheduler": scheduler}
+    given |= {"--warm-start": ",".join(warm_start) or None, "--enqueue": enqueue}
     _check_resume("run", resume, experiment, given)
     _check_executor_flags(executor, gpus, trials_per_gpu, ray_address)
     if algo is not None:
@@ -202,6 +218,8 @@ def run(
         progress=lambda store: RunProgress(store, err, quiet=as_json),
         population=population,
         scheduler=scheduler,
+        warm_start=warm_start,
+        enqueue=enqueue,
     )
     run_data = load_run(result.run_dir)
     if as_json:
@@ -360,6 +378,108 @@ def validate(experiment: str) -> int:
         f"{exp.objective.kind} objective; optimizing {objectives}; "
         f"{budget_words(exp.budget)}, {exp.budget.parallel} in parallel"
     )
+    return EXIT_OK
+
+
+class _SpreadValues(click.Command):
+    """``--momentum 0.9 0.95``: the numbers after a flag of ``SPREAD`` are each given to it
+    (click options take one value each; ``multiple=True`` collects them)."""
+
+    SPREAD = ("--momentum", "--weight-decay")
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        spread: list[str] = []
+        flag, first = None, False
+        for arg in args:
+            if first:  # the flag's own value, parsed by click
+                spread.append(arg)
+                first = False
+            elif flag is not None and _is_number(arg):
+                spread += [flag, arg]
+            else:
+                flag = arg.split("=")[0] if arg.split("=")[0] in self.SPREAD else None
+                first = flag is not None and "=" not in arg
+                spread.append(arg)
+        return super().parse_args(ctx, spread)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@cli.command("lr-find", cls=_SpreadValues)
+@click.argument("experiment", required=False)
+@click.option(
+    "--start",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-7,
+    show_default=True,
+    help="First lr.",
+)
+@click.option(
+    "--end",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Last lr.",
+)
+@click.option(
+    "--steps", type=click.IntRange(min=20), default=100, show_default=True, help="Batches trained."
+)
+@click.option(
+    "--momentum",
+    type=click.FloatRange(0, 1, max_open=True),
+    multiple=True,
+    metavar="V [V…]",
+    help="A curve per value (default: one, at the middle of params.momentum).",
+)
+@click.option(
+    "--weight-decay",
+    type=click.FloatRange(min=0),
+    multiple=True,
+    metavar="V [V…]",
+    help="A curve per value (default: one, at the middle of params.weight_decay).",
+)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option("--narrow", is_flag=True, help="Write experiment.narrowed.yaml (params.lr narrowed).")
+@click.option("--out", help="Folder for the lr-find folder (default: runs).")
+def lr_find(
+    experiment: str | None,
+    start: float,
+    end: float,
+    steps: int,
+    momentum: tuple[float, ...],
+    weight_decay: tuple[float, ...],
+    device: str,
+    narrow: bool,
+    out: str | None,
+) -> int:
+    """Learning-rate range test of EXPERIMENT's built-in trainer: suggested lr, plot, csv.
+
+    The lr grows exponentially each step (a trial's model, batch, optimizer, precision, on the
+    GPU when there is one) until the smoothed loss passes 4x its best."""
+    from hypersearch.experiment import load_experiment
+    from hypersearch.lr_find import lr_find as find
+    from hypersearch.lr_find import summary_lines
+
+    err = Console(stderr=True)
+    exp = load_experiment(_experiment_path(experiment, err))
+    outcome = find(
+        exp,
+        ramp=(start, end, steps),
+        momentum=momentum,
+        weight_decay=weight_decay,
+        device=device,
+        out=out or "runs",
+        narrow=narrow,
+        progress=lambda line: err.print(f"lr-find {line}", highlight=False, soft_wrap=True),
+    )
+    for line in summary_lines(exp, outcome):
+        click.echo(line)
     return EXIT_OK
 
 

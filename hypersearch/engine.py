@@ -17,12 +17,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from hypersearch import algorithms, schedulers
+from hypersearch import warm_start as warm
 from hypersearch.algorithms.base import Algorithm, Suggestion
 from hypersearch.errors import AlgorithmError, TrialFailure, UserInputError
 from hypersearch.executors import (
@@ -113,15 +114,21 @@ def optimize(
     """
     scheduler = scheduler or Scheduler()
     in_flight = catch_up(store, algorithm, runner, scheduler)  # trial number -> its suggestion
+    queue = warm.waiting(store)  # enqueued configs not yet run: before any the algorithm asks
     runner.listen(_judge(store, scheduler))  # reports: recorded, then judged at once
     n_finished = store.counted()
     changed = False  # trials finished since the last export
     while True:
         wanted = min(runner.capacity(), _room(store, n_finished + len(in_flight), in_flight))
-        for suggestion in _asked(algorithm, wanted, in_flight):
+        enqueued, queue = queue[: max(wanted, 0)], queue[max(wanted, 0) :]
+        if enqueued:  # trials the algorithm did not ask: pending to it, as a retry is
+            algorithm.pending([suggestion for suggestion, _ in enqueued])
+        for suggestion, config in enqueued:
+            in_flight[_start(store, runner, suggestion, config)] = suggestion
+        for suggestion in _asked(algorithm, wanted - len(enqueued), in_flight):
             in_flight[_start(store, runner, suggestion)] = suggestion
         if runner.dispatch() or changed:  # the exports show what finished and what now runs
-            store.export(clock.wall, clock.overhead)
+            warm.export(store, clock.wall, clock.overhead)
             changed = False
         if not in_flight:
             if _room(store, n_finished) <= 0:
@@ -238,6 +245,8 @@ def run(
     progress: Callable[[RunStore], Progress] | None = None,
     population: str = "auto",
     scheduler: str | None = None,
+    warm_start: Sequence[str | Path] = (),
+    enqueue: str | Path | None = None,
 ) -> RunResult:
     """Run (or, with ``resume``, continue) an experiment; returns the run folder and summary.
 
@@ -249,9 +258,13 @@ def run(
     ``population`` (``auto``, ``on``, ``off``): train compatible built-in-trainer trials
     together as one stacked model (see ``population_size``). ``scheduler`` (``none``,
     ``median``, ``asha``, ``hyperband``) replaces the experiment's ``scheduler`` (a new run
-    only; options given in the file for the same scheduler are kept).
+    only; options given in the file for the same scheduler are kept). ``warm_start`` (run
+    folders told first) and ``enqueue`` (a YAML file of configs run first): a new run only.
     """
     check_executor(executor, ray_address)
+    if resume is not None and (warm_start or enqueue is not None):
+        flag = "--warm-start" if warm_start else "--enqueue"
+        raise UserInputError(f"{flag}: a resumed run keeps its own (it is in the run folder)")
     if population not in POPULATION_MODES:
         raise UserInputError(
             f"--population: must be one of {', '.join(POPULATION_MODES)} (got {population!r})"
@@ -269,11 +282,12 @@ def run(
             name,
             storage,
             scheduler,
+            (warm_start, enqueue),
         )
     )
     try:
         exp = store.experiment
-        store.export(*_previous_times(store.run_dir))  # summary.json exists from the start
+        warm.export(store, *_previous_times(store.run_dir))  # summary.json from the start
         pool = make_executor(
             executor,
             exp.objective,
@@ -321,7 +335,7 @@ def drive(
             interrupted = True
         finally:
             pool.listen(None)  # the pool may serve the next run of a compare
-    summary = store.export(clock.wall, clock.overhead)
+    summary = warm.export(store, clock.wall, clock.overhead)
     return RunResult(store.run_dir, summary, interrupted)
 
 
@@ -351,18 +365,29 @@ def _created(
     name: str | None,
     storage: str | None,
     scheduler: str | None = None,
+    first: tuple[Sequence[str | Path], str | Path | None] = ((), None),
 ) -> RunStore:
+    """A new run; ``first``: its warm-start folders and ``--enqueue`` file, every one checked
+    before the folder is made (the enqueued configs join ``initial:`` in experiment.yaml, and
+    the warm trials go to warm_start.csv, so a resume needs neither again)."""
     if experiment is None:
         raise UserInputError("no experiment given")
     if name is not None:
         check_name(name, "--name")
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     exp = exp.with_overrides(**budget, name=name, scheduler=scheduler)
+    exp, warm_trials = warm.prepared(exp, *first)
     algorithms.get_algorithm(algo)
     build_objective(exp.objective).check()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = f"{exp.name}-{algo}-s{exp.seed}-{stamp}"
-    return RunStore.create(out, base, exp, algo, exp.seed, storage)
+    store = RunStore.create(out, base, exp, algo, exp.seed, storage)
+    try:
+        warm.record(store.run_dir, warm_trials, exp, len(warm.source_dirs(first[0])))
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def _resumed(

@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from hypersearch.errors import ExperimentError, format_validation_error, user_errors
+from hypersearch.initial import check_initial
 from hypersearch.objectives.trainer.settings import METRICS, TUNABLE, TrainerSpec
 from hypersearch.safe_yaml import read_yaml
 from hypersearch.space import Param, SearchSpace, StrictModel, rule_error
@@ -197,6 +198,8 @@ class Experiment(StrictModel):
     # Hypervolume reference point, in each objective's own units (default: derived from the
     # observed values; see pareto.py).
     reference_point: dict[str, Annotated[float, Field(allow_inf_nan=False)]] | None = None
+    # Configs evaluated first, before the algorithm's own (see hypersearch.initial).
+    initial: list[Any] = []
 
     @model_validator(mode="before")
     @classmethod
@@ -232,6 +235,13 @@ class Experiment(StrictModel):
         if not re.fullmatch(NAME_PATTERN, value):
             raise ValueError(f"must be {NAME_RULE}")
         return value
+
+    @field_validator("initial")
+    @classmethod
+    def _initial(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
+        """Each config names every parameter with a value in its domain (normalized)."""
+        params = info.data.get("params")
+        return check_initial(SearchSpace(params), value) if params else value
 
     @model_validator(mode="after")
     def _check(self) -> Experiment:
@@ -327,6 +337,8 @@ class Experiment(StrictModel):
         data["params"] = self.space.to_dict()
         if self.ray == RaySpec():
             del data["ray"]
+        if not self.initial:
+            del data["initial"]
         return yaml.safe_dump(data, sort_keys=False)
 
     def with_overrides(self, **changes: Any) -> Experiment:

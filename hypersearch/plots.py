@@ -4,7 +4,8 @@ Figures are built with ``matplotlib.figure.Figure`` rather than pyplot: no globa
 backend, safe to call from any thread or a headless server.
 
 Run folder: ``history.png`` (objective per trial and best so far), ``params.png`` (pairs of
-parameters coloured by the objective, log axes where the space is log), for several
+parameters coloured by the objective, log axes where the space is log),
+``parallel_coordinates.png`` (``parallel_plot``: the best trials over the rest), for several
 objectives ``pareto.png``, and when trials reported steps ``learning_curves.png``. Compare
 folder: ``best_so_far.png`` (median and quartile band over seeds per algorithm), when trials
 reported steps ``best_so_far_steps.png`` (the same against steps trained), ``final_scores.png``
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from hypersearch import pareto, step_plots
+from hypersearch import parallel_plot, pareto, step_plots
 from hypersearch.experiment import Experiment
 from hypersearch.plot_style import (
     finish_best_so_far,
@@ -49,6 +50,8 @@ def run_plots(run: RunData, out_dir: Path | None = None) -> list[Path]:
     if run.counted.empty:
         return []
     written = [history_plot(run, out_dir / "history.png"), params_plot(run, out_dir / "params.png")]
+    lines = parallel_plot.parallel_coordinates_plot(run, out_dir / "parallel_coordinates.png")
+    written += [lines] if lines is not None else []
     if len(run.objectives) > 1:
         written.append(pareto_plot(run, out_dir / "pareto.png"))
     curves = step_plots.learning_curves_plot(run, out_dir / "learning_curves.png")

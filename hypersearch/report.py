@@ -1,6 +1,10 @@
 """What a person sees: live progress during a run, the best trials after it, and the results
 table of a comparison (terminal and Markdown; the tables themselves are ``tables``'s).
 
+Parameter importance (``importance``, fANOVA) is written by ``report`` for a run and with a
+comparison's results (at the end of ``compare`` and by ``report``), never after each trial:
+one fit takes about a second. A run's own end writes no pictures, so neither importance.
+
 ``comparison`` computes a :class:`~hypersearch.comparison.Comparison`; this module prints it
 and writes the compare folder's results.csv and results.md (``write_comparison``, with the
 plots from ``plots``). ``compare`` (which is ``hypersearch.compare``) runs a comparison and
@@ -25,6 +29,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from hypersearch import importance
 from hypersearch.comparison import Comparison, evaluate, is_compare_dir, open_compare
 from hypersearch.comparison import compare as run_comparison
 from hypersearch.engine import RunResult
@@ -37,6 +42,8 @@ from hypersearch.store import MAX_METRICS, RunStore, TrialRecord
 from hypersearch.tables import (
     best_trials_table,
     describe,
+    importance_lines,
+    importance_table,
     num,
     results_markdown,
     results_rich_table,
@@ -196,7 +203,9 @@ def print_results(console: Console, results: Results, folder: Path, plots: list[
     console.print(results_rich_table(results))
     for line in describe(results):
         say(console, f"· {line}")
-    say(console, f"compare folder: {folder} ({_files('results.csv', 'results.md', *plots)})")
+    tables = ["results.csv", "results.md"]
+    tables += [importance.FILE] if (folder / importance.FILE).is_file() else []
+    say(console, f"compare folder: {folder} ({_files(*tables, *plots)})")
 
 
 def print_compare_end(console: Console, comparison: Comparison) -> None:
@@ -230,8 +239,56 @@ def write_comparison(comparison: Comparison) -> list[Path]:
         comparison.scores,
         comparison.results,
     )
+    written += _compare_importance(comparison)
     (folder.path / "results.md").write_text(results_markdown(comparison.results, written))
     return written
+
+
+def _compare_importance(comparison: Comparison) -> list[Path]:
+    """Write (or, where no algorithm has one, remove) the compare folder's importance.csv and
+    importance.png; what they found goes to the results' notes (results.md, the terminal).
+    Returns the picture written."""
+    from hypersearch import importance_plots  # matplotlib: only for those who draw
+
+    folder = comparison.folder
+    found = importance.pooled_importance(folder.experiment, folder.algos, comparison.runs)
+    csv_path, png = folder.path / importance.FILE, folder.path / importance.PICTURE
+    picture = importance_plots.compare_importance_plot(folder.experiment, folder.algos, found, png)
+    if picture is not None:  # some algorithm has importances
+        importance.write_pooled_csv(found, csv_path)
+    else:
+        csv_path.unlink(missing_ok=True)
+        png.unlink(missing_ok=True)
+    files = [importance.FILE, importance.PICTURE] if picture is not None else []
+    comparison.results.notes["importance"] = importance_lines(found, files)
+    return [picture] if picture is not None else []
+
+
+def _run_importance(run: RunData, console: Console) -> list[Path]:
+    """Write (or, without enough trials, remove) a run's importance.csv and importance.png, and
+    print the table or why there is none. Returns the files written."""
+    from hypersearch import importance_plots
+
+    found = importance.run_importance(run)
+    csv_path, png = run.run_dir / importance.FILE, run.run_dir / importance.PICTURE
+    reasons = list(dict.fromkeys(found.skipped.values()))
+    if found.empty:
+        csv_path.unlink(missing_ok=True)
+        png.unlink(missing_ok=True)
+        say(console, f"no parameter importance: {'; '.join(reasons)}")
+        return []
+    say(
+        console,
+        f"Parameter importance ({found.where()}; a parameter's share of the variance it "
+        "explains alone):",
+    )
+    console.print(importance_table(found))
+    if reasons:
+        say(console, f"no importance for {', '.join(found.skipped)}: {'; '.join(reasons)}")
+    return [
+        importance.write_run_csv(found, csv_path),
+        importance_plots.run_importance_plot(run, found, png),
+    ]
 
 
 def _writing_results(run: Callable[P, Comparison]) -> Callable[P, Comparison]:
@@ -271,6 +328,7 @@ def report(path: Path, console: Console) -> None:
         say(console, f"{path}: no trial has finished yet")
         return
     console.print(best_trials_table(run))
+    written += _run_importance(run, console)
     state = (
         "finished"
         if run.done

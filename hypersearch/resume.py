@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from hypersearch import warm_start
 from hypersearch.algorithms.base import Algorithm, Observation, Suggestion
 from hypersearch.experiment import Experiment
 from hypersearch.objectives.base import trial_seed
@@ -74,11 +75,13 @@ def steps_trained(store: RunStore) -> int:
 def catch_up(
     store: RunStore, algorithm: Algorithm, runner: Runner, scheduler: Scheduler
 ) -> dict[int, Suggestion]:
-    """Tell ``algorithm`` and ``scheduler`` the study so far and submit the trials a kill cut
-    off again; returns the trials in flight (number -> suggestion)."""
+    """Tell ``algorithm`` the warm start (if any) and ``algorithm`` and ``scheduler`` the study
+    so far, and submit the trials a kill cut off again; returns the trials in flight (number ->
+    suggestion)."""
     counted = [r for r in store.finished() if not r.superseded]
     counted.sort(key=lambda r: (r.order is not None, r.order or 0, r.number))
-    algorithm.tell([observation(suggestion_of(store, r), store, r) for r in counted])
+    told = [observation(suggestion_of(store, r), store, r) for r in counted]
+    algorithm.tell(warm_start.observations(store) + told)  # a warm start's trials come first
     _replay(store, scheduler, counted)
     in_flight = {r.number: suggestion_of(store, r) for r in store.running()}
     for number in in_flight:  # run again from its start: the cut-off attempt's steps are gone

@@ -1,5 +1,6 @@
-"""The tables a person reads: a run's best trials (or Pareto front) and a comparison's results
-table, for a terminal (rich) and as Markdown, with what the results table's columns mean.
+"""The tables a person reads: a run's best trials (or Pareto front), its parameter importance,
+and a comparison's results table, for a terminal (rich) and as Markdown, with what the results
+table's columns mean (and what the importance files found, from ``notes["importance"]``).
 
 ``report`` prints and writes them; this module only renders (it reads a run's exports and a
 comparison's :class:`~hypersearch.stats.Results`, and imports neither ``report`` nor
@@ -9,6 +10,7 @@ comparison's :class:`~hypersearch.stats.Results`, and imports neither ``report``
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pandas as pd
 from rich.table import Table
 
 from hypersearch import pareto
+from hypersearch.importance import EVALUATOR, MAX_TRIALS, Importance
 from hypersearch.results import COMPLETE, RunData
 from hypersearch.stats import Results
 
@@ -196,7 +199,7 @@ def describe(results: Results) -> list[str]:
     if notes.get("reference_point"):
         ref = ", ".join(f"{m}={num(v, 6)}" for m, v in notes["reference_point"].items())
         lines.append(f"Hypervolume reference point (shared by every run): {ref}.")
-    return lines
+    return lines + list(notes.get("importance") or [])
 
 
 def results_markdown(results: Results, plots: list[Path]) -> str:
@@ -216,3 +219,45 @@ def results_markdown(results: Results, plots: list[Path]) -> str:
     ]
     head += [f"![{path.stem.replace('_', ' ')}]({path.name})" for path in plots]
     return "\n".join(head) + "\n"
+
+
+# -- parameter importance ------------------------------------------------------------------------
+
+
+def importance_table(found: Importance) -> Table:
+    """A run's parameter importances: a row per parameter, a column per objective (no title:
+    a narrow table would wrap it; ``report`` prints one line above it)."""
+    table = Table()
+    table.add_column("parameter", no_wrap=True)
+    for metric in found.table.columns:
+        table.add_column(metric, justify="right", no_wrap=True)
+    for param, row in found.table.iterrows():
+        table.add_row(str(param), *(f"{share:.3f}" for share in row))
+    return table
+
+
+def importance_lines(found: Mapping[str, Importance], files: list[str]) -> list[str]:
+    """What a comparison's importance files hold and found, for results.md and the terminal:
+    the most important parameter per algorithm and objective, and why one has none."""
+    lines = []
+    if files:
+        lines.append(
+            f"Parameter importance ({', '.join(files)}): {EVALUATOR} on each algorithm's "
+            "complete trials, all seeds pooled; a parameter's share of the variance of an "
+            f"objective it explains alone (sums to 1 per algorithm and objective; above "
+            f"{MAX_TRIALS} trials a seeded random sample)."
+        )
+    metrics = list(dict.fromkeys(m for f in found.values() for m in f.table.columns))
+    for metric in metrics:
+        top = [
+            f"{algo} {f.table[metric].idxmax()} ({f.table[metric].max():.2f})"
+            for algo, f in found.items()
+            if metric in f.table
+        ]
+        lines.append(f"Most important parameter for {metric}: {', '.join(top)}.")
+    for algo, f in found.items():
+        reasons = list(dict.fromkeys(f.skipped.values()))
+        if reasons:
+            what = "" if f.empty else f" for {', '.join(f.skipped)}"
+            lines.append(f"No parameter importance{what} for {algo}: {'; '.join(reasons)}.")
+    return lines

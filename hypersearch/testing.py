@@ -6,8 +6,9 @@ every check in ``CHECKS`` against a registered name or an ``Algorithm`` subclass
 algorithm as the engine does: ids are trial numbers, ``parallel`` trials are in flight, results
 arrive in random order, some fail, some are pruned (stopped early by a scheduler, told with the
 step they reached and their learning curve), foreign trials (a lost worker's retry, a warm
-start) arrive under ids it never issued, and a run interrupted with trials in flight is resumed
-by a fresh instance told the history::
+start) arrive under ids it never issued, a run interrupted with trials in flight is resumed by a
+fresh instance told the history, and a warm start (trials of earlier runs told before the first
+ask) changes what a learning algorithm asks::
 
     from hypersearch.testing import check_algorithm
 
@@ -205,13 +206,28 @@ def check_resume_asks_what_the_original_would(factory: Factory) -> None:
         _resume(factory, seed)
 
 
-def _resume(factory: Factory, seed: int, prune_rate: float = 0.0) -> None:
-    original = factory(MIXED, 1, 5)
+def _resume(
+    factory: Factory,
+    seed: int,
+    prune_rate: float = 0.0,
+    warm: list[Observation] | None = None,
+    trials: int = 17,
+) -> None:
+    """``warm``: a warm start, told first to the original and to the resumed instance."""
+    original, warm = factory(MIXED, 1, 5), warm or []
+    original.tell(warm)
     session = simulate(
-        original, 17, parallel=4, seed=seed, fail_rate=0.2, foreign_rate=0.1, prune_rate=prune_rate
+        original,
+        trials,
+        parallel=4,
+        seed=seed,
+        fail_rate=0.2,
+        foreign_rate=0.1,
+        session=Session(ids={o.id for o in warm}),
+        prune_rate=prune_rate,
     )
     resumed = factory(MIXED, 1, 5)
-    resumed.tell([replace(o, x=o.x.copy(), curve=dict(o.curve)) for o in session.told])
+    resumed.tell([replace(o, x=o.x.copy(), curve=dict(o.curve)) for o in warm + session.told])
     resumed.pending(list(session.in_flight.values()))
     flying = {s.x.tobytes() for s in session.in_flight.values()}
     for n in (2, 3):
@@ -239,6 +255,49 @@ def _same_asks(original: Algorithm, resumed: Algorithm, n: int) -> list[Suggesti
     for x, y in zip(expected, got, strict=True):
         np.testing.assert_allclose(y.x, x.x, rtol=0, atol=1e-12, err_msg="resumed asked otherwise")
     return got
+
+
+WARM_TRIALS = 16  # past any start-up phase: TPE's 10 trials, a GA population, a swarm of 8
+
+
+def warm_observations(space: SearchSpace, n: int = WARM_TRIALS) -> list[Observation]:
+    """``n`` finished trials of an earlier run, under the negative ids the engine tells them
+    with (``hypersearch.warm_start``)."""
+    rng = np.random.default_rng(31337)
+    points = [space.encode(space.decode(rng.random(space.dim))) for _ in range(n)]
+    return [Observation(k - n, x, (contract_loss(space, x),)) for k, x in enumerate(points)]
+
+
+def check_warm_start(factory: Factory) -> None:
+    """Told an earlier run's trials before its first ask (ids it never issued), an algorithm
+    asks otherwise than a fresh one with the same seed, unless no result ever changes what it
+    asks (random search, as Optuna's RandomSampler); and a warm-started run, resumed (told the
+    warm trials, then its history), asks what the uninterrupted one would."""
+    warm = warm_observations(MIXED)
+    hot = factory(MIXED, 1, 3)
+    hot.tell(warm)
+    session = simulate(hot, 4, parallel=4, session=Session(ids={o.id for o in warm}))
+    cold = factory(MIXED, 1, 3).ask(len(session.asked[:4]))
+    same = all(np.array_equal(a.x, b.x) for a, b in zip(cold, session.asked, strict=False))
+    _require(
+        not same or _learns_nothing(factory),
+        f"told {len(warm)} earlier trials, it asked what a fresh instance asks",
+    )
+    _resume(factory, 0, warm=warm, trials=9)
+
+
+def _learns_nothing(factory: Factory) -> bool:
+    """Whether results never change what an algorithm asks: two instances told opposite
+    losses for 48 trials of their own (past any start-up phase) ask the same points."""
+    a, b = factory(MIXED, 1, 3), factory(MIXED, 1, 3)
+    for _ in range(12):
+        asked = a.ask(4), b.ask(4)
+        if [s.x.tobytes() for s in asked[0]] != [s.x.tobytes() for s in asked[1]]:
+            return False
+        losses = [contract_loss(MIXED, s.x) for s in asked[0]]
+        a.tell([Observation(s.id, s.x, (v,)) for s, v in zip(asked[0], losses, strict=True)])
+        b.tell([Observation(s.id, s.x, (-v,)) for s, v in zip(asked[1], losses, strict=True)])
+    return True
 
 
 def check_several_objectives(factory: Factory) -> None:
@@ -285,6 +344,7 @@ CHECKS: dict[str, Callable[[Factory], None]] = {
         check_several_objectives,
         check_tiny_and_wide_spaces,
         check_pruned_trials,
+        check_warm_start,
     )
 }
 

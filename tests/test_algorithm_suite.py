@@ -17,7 +17,14 @@ from hypersearch.algorithms.base import Algorithm
 from hypersearch.errors import ExperimentError, UnknownAlgorithmError
 from hypersearch.experiment import parse_experiment
 from hypersearch.space import SearchSpace
-from hypersearch.testing import CHECKS, MIXED, check_algorithm, factory_of, simulate
+from hypersearch.testing import (
+    CHECKS,
+    MIXED,
+    check_algorithm,
+    factory_of,
+    simulate,
+    warm_observations,
+)
 
 # gp fits a Gaussian process at every ask (about a second at 30 trials here): the whole matrix
 # would take minutes. It shares tpe's Optuna mirror (ids, pending, resume), which the matrix
@@ -100,6 +107,40 @@ def test_the_pruned_check_catches_an_algorithm_that_reruns_pruned_points() -> No
     with pytest.raises(AssertionError, match="asked twice"):
         CHECKS["pruned_trials"](factory_of(RetriesPruned))
     CHECKS["pruned_trials"](factory_of(Halton))
+
+
+class IgnoresForeign(Halton):
+    """Broken on purpose: learns from its own results (asks near its best) but drops foreign
+    ones, so a warm start changes nothing."""
+
+    name = "ignores-foreign-test"
+    best: tuple[float, np.ndarray] | None = None
+
+    def ask(self, n: int) -> list[Suggestion]:
+        if self.best is None:
+            return super().ask(n)
+        rng = np.random.default_rng([self.seed, self.next_id])
+        return [self.issue(np.clip(self.best[1] + rng.normal(0, 0.05, self.space.dim), 0, 1))]
+
+    def tell(self, observations: Sequence[Observation]) -> None:
+        for obs, own in self.arrivals(observations):
+            if own and obs.losses and (self.best is None or obs.losses[0] < self.best[0]):
+                self.best = (obs.losses[0], obs.x)
+
+
+def test_the_warm_start_check_catches_an_algorithm_that_ignores_foreign_trials() -> None:
+    with pytest.raises(AssertionError, match="asked what a fresh instance asks"):
+        CHECKS["warm_start"](factory_of(IgnoresForeign))
+
+
+def test_gp_is_changed_by_a_warm_start() -> None:
+    """gp is out of the matrix (a fit per ask): the warm-start check's first half, past its
+    start-up with one fit of six warm trials."""
+    hot, cold = (create("gp", MIXED, 1, seed=3, options={"n_startup_trials": 3}) for _ in "ab")
+    hot.tell(warm_observations(MIXED, 6))
+    asked = hot.ask(1)
+    assert [s.id for s in asked] == [0]
+    assert not np.array_equal(asked[0].x, cold.ask(1)[0].x)
 
 
 def test_a_reused_id_is_caught() -> None:

@@ -354,6 +354,51 @@ MALFORMED = [
      """,
         "experiment: must be a mapping of fields",
     ),
+    *[
+        (
+            f"initial-{case}",
+            f"""
+        objective: {{python: "m:f"}}
+        params:
+          x: {{type: float, low: 1, high: 2, step: 0.5}}
+          n: {{type: int, low: 1, high: 9}}
+          opt: {{type: categorical, choices: [sgd, adam]}}
+        initial: {initial}
+     """,
+            expected,
+        )
+        for case, initial, expected in [
+            (
+                "out-of-range",
+                "[{x: 1, n: 2, opt: sgd}, {x: 3, n: 2, opt: sgd}]",
+                "initial[1].x: must be in [1, 2] (got 3)",
+            ),
+            ("off-grid", "[{x: 1.2, n: 2, opt: sgd}]", "initial[0].x: must be on the grid"),
+            ("float-for-int", "[{x: 1, n: 2.0, opt: sgd}]", "initial[0].n: must be an integer"),
+            (
+                "not-a-choice",
+                "[{x: 1, n: 2, opt: adamw}]",
+                "initial[0].opt: must be one of ['sgd', 'adam'] (got 'adamw')",
+            ),
+            (
+                "string",
+                "[{x: '1.5', n: 2, opt: sgd}]",
+                "initial[0].x: must be a number (got the string '1.5')",
+            ),
+            (
+                "unknown",
+                "[{x: 1, n: 2, opt: sgd, lr: 0.1}]",
+                "initial[0].lr: not a parameter (params: x, n, opt)",
+            ),
+            (
+                "missing",
+                "[{x: 1}]",
+                "initial[0]: every parameter needs a value (missing: n, opt)",
+            ),
+            ("not-a-config", "[3]", "initial[0]: must be a mapping of parameter values"),
+            ("not-a-list", "{x: 1}", "initial: must be a list (got a mapping)"),
+        ]
+    ],
 ]
 
 
@@ -419,6 +464,16 @@ def test_good_file_defaults_and_resolved_yaml_round_trip(write_experiment, tmp_p
     assert exp.budget.trial_timeout is None
     again = parse_experiment(read_yaml(exp.to_yaml()))
     assert again == exp
+
+
+def test_initial_configs_are_normalized_and_round_trip(write_experiment) -> None:
+    exp = load_experiment(
+        write_experiment(GOOD + "initial:\n  - {x2: 3, x1: -5}\n  - {x1: 1e-3, x2: 15}\n")
+    )
+    assert exp.initial == [{"x1": -5.0, "x2": 3.0}, {"x1": 0.001, "x2": 15.0}]
+    assert all(isinstance(v, float) for config in exp.initial for v in config.values())
+    assert parse_experiment(read_yaml(exp.to_yaml())) == exp
+    assert "initial" not in load_experiment(write_experiment(GOOD, "plain")).to_yaml()
 
 
 def test_synthetic_without_params_uses_the_function_domain(write_experiment) -> None:

@@ -37,7 +37,7 @@ class TrainerObjective(Objective):
         settings = self.settings(config, ctx.overrides)
         return train(
             settings,
-            _data(settings),
+            load_data(settings),
             seed=ctx.seed,
             device=_device(ctx),
             trial_dir=ctx.trial_dir,
@@ -55,7 +55,7 @@ class TrainerObjective(Objective):
         members = [
             self.settings(c, ctx.overrides) for c, ctx in zip(configs, contexts, strict=True)
         ]
-        data = _data(members[0])
+        data = load_data(members[0])
         device = _device(contexts[0])
         size = _members_that_fit(members[0], len(members)) if device == "cuda" else len(members)
         outcomes: list[dict[str, float] | TrialFailure] = []
@@ -93,7 +93,7 @@ def _members_that_fit(settings: Any, wanted: int, headroom: float = 0.8) -> int:
 
     batch = settings.batch_size * settings.grad_accum
     probe = settings.model_copy(update={"epochs": 1, "max_train": batch})
-    data = _data(probe)
+    data = load_data(probe)
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
@@ -103,8 +103,9 @@ def _members_that_fit(settings: Any, wanted: int, headroom: float = 0.8) -> int:
     return max(1, min(wanted, int(headroom * free / per_member)))
 
 
-def _data(settings: Any) -> Any:
-    """The dataset and split the settings name (loaded in the worker, cached on disk)."""
+def load_data(settings: Any) -> Any:
+    """The dataset and split the settings name (loaded in the worker, cached on disk); public
+    so that lr-find trains on exactly the data a trial trains on."""
     from hypersearch.objectives.trainer.data import load_dataset
 
     return load_dataset(

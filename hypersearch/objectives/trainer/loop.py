@@ -12,7 +12,7 @@ import csv
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,7 +155,7 @@ def train(
     model = seeded_model(settings, data, seed).to(dev, dtype)
     x_train, y_train = data.x_train.to(dev, dtype), data.y_train.to(dev)
     x_valid, y_valid = data.x_valid.to(dev, dtype), data.y_valid.to(dev)
-    fit = _Fit.create(settings, model, len(x_train), dev, dtype)
+    fit = Fit.create(settings, model, len(x_train), dev, dtype)
     shuffle = torch.Generator(device="cpu").manual_seed(seed % 2**63)
 
     history: list[dict[str, float]] = []
@@ -187,9 +187,10 @@ def train(
 
 
 @dataclass
-class _Fit:
+class Fit:
     """What every step of one run uses (model, SGD and its schedule, mixed precision, batch
-    layout), bundled so that an epoch can be trained by a function of its own."""
+    layout), bundled so that an epoch (or lr-find's range test) trains each step as a trial
+    does."""
 
     model: nn.Module
     optimizer: torch.optim.SGD
@@ -210,7 +211,7 @@ class _Fit:
         n_train: int,
         device: torch.device,
         dtype: torch.dtype,
-    ) -> _Fit:
+    ) -> Fit:
         """``torch.optim.SGD`` as the settings ask, with its schedule over every step of the run."""
         optimizer = torch.optim.SGD(
             model.parameters(),
@@ -236,6 +237,21 @@ class _Fit:
             steps_per_epoch=steps_per_epoch,
         )
 
+    def backward(
+        self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor
+    ) -> Iterator[tuple[torch.Tensor, int]]:
+        """Forward and backward of one optimizer step's ``rows`` in micro-batches (gradients
+        accumulate, each weighted by its share of the rows); yields each micro-batch's mean loss
+        (detached, on the device) and its size once its backward is done."""
+        for chunk in rows.split(self.micro):
+            with self.autocast:
+                loss = nn.functional.cross_entropy(
+                    self.model(x[chunk]).to(self.loss_dtype), y[chunk]
+                )
+            scaled = loss * (len(chunk) / len(rows))
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            yield loss.detach(), len(chunk)
+
     def step(self) -> None:
         """The optimizer's step (through the gradient scaler under fp16), then the schedule's."""
         if self.scaler:
@@ -248,7 +264,7 @@ class _Fit:
 
 
 def _train_epoch(
-    fit: _Fit,
+    fit: Fit,
     x: torch.Tensor,
     y: torch.Tensor,
     shuffle: torch.Generator,
@@ -265,15 +281,11 @@ def _train_epoch(
     for step in range(fit.steps_per_epoch):
         fit.optimizer.zero_grad(set_to_none=True)
         batch_indices = order[step * rows : (step + 1) * rows]
-        for chunk in batch_indices.split(fit.micro):
-            with fit.autocast:
-                loss = nn.functional.cross_entropy(fit.model(x[chunk]).to(fit.loss_dtype), y[chunk])
-            scaled = loss * (len(chunk) / len(batch_indices))
-            (fit.scaler.scale(scaled) if fit.scaler else scaled).backward()
-            loss_sum += loss.detach() * len(chunk)
-            seen += len(chunk)
+        for loss, size in fit.backward(x, y, batch_indices):
+            loss_sum += loss * size
+            seen += size
             if first_loss is None:
-                first_loss = float(loss.detach())
+                first_loss = float(loss)
         if step % CHECK_EVERY == CHECK_EVERY - 1 and not torch.isfinite(loss_sum):
             raise TrialFailure(
                 "non_finite",
