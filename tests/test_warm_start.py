@@ -215,3 +215,51 @@ def test_an_enqueued_trial_cut_off_by_a_kill_runs_again_under_its_number(tmp_pat
     assert [r["state"] for r in trials] == ["COMPLETE"] * 4
     assert points(run_dir)[:3] == [(c["x1"], c["x2"]) for c in CONFIGS]
     assert len(set(points(run_dir))) == 4
+
+
+MIXED_OBJECTIVE = """
+def objective(config):
+    if config["depth"] == 4:
+        raise RuntimeError("too deep")
+    loss = abs(config["lr"] - 0.01) * 10 + config["width"] / 32 + config["depth"] / 10
+    return {"loss": loss, "acc": 1.0 - loss / 4}
+"""
+
+
+def test_failed_trials_categoricals_ints_and_maximized_metrics(tmp_path: Path) -> None:
+    """A source run with failures, a numeric categorical, an int and a maximized objective:
+    failures are not warm data, values read back from trials.csv keep their types, and a
+    maximized metric is told negated, as the engine tells its own trials."""
+    from hypersearch.warm_start import observations
+
+    (tmp_path / "mixedobj.py").write_text(MIXED_OBJECTIVE)
+    data = {
+        "name": "mixed",
+        "seed": 3,
+        "objective": {"python": {"function": "mixedobj:objective", "path": [str(tmp_path)]}},
+        "objectives": {"loss": "minimize", "acc": "maximize"},
+        "params": {
+            "lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
+            "width": {"type": "categorical", "choices": [8, 16, 32]},
+            "depth": {"type": "int", "low": 1, "high": 4},
+        },
+    }
+    exp = tmp_path / "mixed.yaml"
+    exp.write_text(yaml.safe_dump(data, sort_keys=False))  # objectives in this order
+    source = go(exp, tmp_path / "source", "random", trials=16)
+    earlier = rows(source / "trials.csv")
+    complete = [r for r in earlier if r["state"] == "COMPLETE"]
+    assert 0 < len(complete) < len(earlier)  # some failed (depth 4): the check needs both
+    run_dir = go(exp, tmp_path / "warm", "random", trials=1, warm_start=[str(source)])
+    warm = rows(run_dir / WARM_CSV)
+    assert [r["number"] for r in warm] == [r["number"] for r in complete]
+    assert all(r["skipped"] == "" for r in warm)
+    with opened(run_dir) as store:
+        told = observations(store)
+        space = store.experiment.space
+    assert len(told) == len(complete)
+    for obs, row in zip(told, complete, strict=True):
+        config = space.decode(obs.x)
+        assert config["width"] == int(float(row["width"])) and isinstance(config["width"], int)
+        assert config["depth"] == int(float(row["depth"]))
+        assert obs.losses == pytest.approx((float(row["loss"]), -float(row["acc"])))
