@@ -128,7 +128,7 @@ def optimize(
         for suggestion in _asked(algorithm, wanted - len(enqueued), in_flight):
             in_flight[_start(store, runner, suggestion)] = suggestion
         if runner.dispatch() or changed:  # the exports show what finished and what now runs
-            warm.export(store, clock.wall, clock.overhead)
+            store.export(clock.wall, clock.overhead)
             changed = False
         if not in_flight:
             if _room(store, n_finished) <= 0:
@@ -287,7 +287,7 @@ def run(
     )
     try:
         exp = store.experiment
-        warm.export(store, *_previous_times(store.run_dir))  # summary.json from the start
+        store.export(*_previous_times(store.run_dir))  # summary.json exists from the start
         pool = make_executor(
             executor,
             exp.objective,
@@ -335,7 +335,7 @@ def drive(
             interrupted = True
         finally:
             pool.listen(None)  # the pool may serve the next run of a compare
-    summary = warm.export(store, clock.wall, clock.overhead)
+    summary = store.export(clock.wall, clock.overhead)
     return RunResult(store.run_dir, summary, interrupted)
 
 

@@ -21,6 +21,7 @@ satisfies) and never imports the store, which imports it.
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
 import json
 import os
@@ -42,6 +43,7 @@ from hypersearch.trials import COMPLETE, FAIL, PRUNED
 SUPERSEDED = "superseded"  # the trials.csv column, after the columns it had before it
 STEPS = "steps"  # the last step a trial reported (empty if it reported none), last
 CURVES = "curves.csv"  # the learning curves: one row per report
+WARM_CSV = "warm_start.csv"  # a warm start's trials (hypersearch.warm_start)
 
 
 class RecordedRun(Protocol):
@@ -168,7 +170,20 @@ def summary(run: RecordedRun, wall_seconds: float, overhead_seconds: float) -> d
         "storage": run.storage_url,
         "study_name": run.study_name,
         "versions": versions(),
-    }
+    } | _warm_start(run.run_dir)
+
+
+def _warm_start(run_dir: Path) -> dict[str, Any]:
+    """summary.json's ``warm_start: {runs, told, skipped}``, only for a warm-started run (its
+    ``warm_start.csv``, written once when the run was created)."""
+    path = run_dir / WARM_CSV
+    if not path.is_file():
+        return {}
+    with user_errors("run folder", path), path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    skipped = sum(bool(r.get("skipped")) for r in rows)
+    runs = list(dict.fromkeys(r.get("source", "") for r in rows))
+    return {"warm_start": {"runs": runs, "told": len(rows) - skipped, "skipped": skipped}}
 
 
 def write(run: RecordedRun, wall_seconds: float, overhead_seconds: float) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,13 +32,12 @@ from hypersearch import results
 from hypersearch.algorithms.base import Observation, Suggestion
 from hypersearch.errors import RunFolderError, UserInputError, user_errors
 from hypersearch.experiment import Experiment
-from hypersearch.exports import atomic_write
+from hypersearch.exports import WARM_CSV, atomic_write
 from hypersearch.initial import ParamSpec, check_value, enqueued_id, load_enqueued
 from hypersearch.space import CategoricalParam, IntParam
 from hypersearch.store import RunStore
 from hypersearch.trials import COMPLETE
 
-WARM_CSV = "warm_start.csv"
 FLAG = "--warm-start"
 
 
@@ -272,26 +270,3 @@ def described(trials: Sequence[WarmTrial], runs: int) -> str:
 
 def _count(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def summary_entry(run_dir: Path) -> dict[str, Any] | None:
-    """summary.json's ``warm_start``: ``{runs, told, skipped}`` (None without a warm start)."""
-    if not (run_dir / WARM_CSV).is_file():
-        return None
-    with user_errors("run folder", run_dir / WARM_CSV):
-        rows = _csv_rows(run_dir / WARM_CSV)
-    skipped = sum(bool(r.get("skipped")) for r in rows)
-    runs = list(dict.fromkeys(r.get("source", "") for r in rows))
-    return {"runs": runs, "told": len(rows) - skipped, "skipped": skipped}
-
-
-def export(store: RunStore, wall_seconds: float, overhead_seconds: float) -> dict[str, Any]:
-    """``store.export``, with the warm start in summary.json (its other keys unchanged)."""
-    summary = store.export(wall_seconds, overhead_seconds)
-    entry = summary_entry(store.run_dir)
-    if entry is None:
-        return summary
-    summary["warm_start"] = entry
-    with user_errors("run folder", store.run_dir, writing=True):
-        atomic_write(store.run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
-    return summary
