@@ -92,13 +92,20 @@ def test_report_finds_the_unused_parameter_unimportant(
         assert_picture(tpe_run / name)
 
 
-def test_two_objectives_get_one_column_each(tmp_path: Path, cli: Callable[..., Any]) -> None:
-    exp = experiment(tmp_path, "{value: minimize, cost: minimize}", trials=30)
+def reported(tmp_path: Path, cli: Callable[..., Any], objectives: str, trials: int) -> Any:
+    """A random-search run of the known objective, then ``hypersearch report`` on it: the run
+    folder and the report's result."""
+    exp = experiment(tmp_path, objectives, trials=trials)
     ran = cli("run", exp, "--algo", "random", "--executor", "inline", "--out", tmp_path / "runs")
     assert ran.returncode == 0, ran.stderr
     run_dir = only_dir(tmp_path / "runs", "known-random-*")
     result = cli("report", run_dir)
     assert result.returncode == 0, result.stderr
+    return run_dir, result
+
+
+def test_two_objectives_get_one_column_each(tmp_path: Path, cli: Callable[..., Any]) -> None:
+    run_dir, _ = reported(tmp_path, cli, "{value: minimize, cost: minimize}", 30)
     table = pd.read_csv(run_dir / "importance.csv").set_index("param")
     assert list(table.columns) == ["value", "cost", "evaluator", "trials"]
     assert table["value"].sum() == pytest.approx(1.0) and table["cost"].sum() == pytest.approx(1)
@@ -110,12 +117,7 @@ def test_two_objectives_get_one_column_each(tmp_path: Path, cli: Callable[..., A
 
 
 def test_a_constant_objective_is_skipped_and_said(tmp_path: Path, cli: Callable[..., Any]) -> None:
-    exp = experiment(tmp_path, "{value: minimize, flat: minimize}", trials=8)
-    ran = cli("run", exp, "--algo", "random", "--executor", "inline", "--out", tmp_path / "runs")
-    assert ran.returncode == 0, ran.stderr
-    run_dir = only_dir(tmp_path / "runs", "known-random-*")
-    result = cli("report", run_dir)
-    assert result.returncode == 0, result.stderr
+    run_dir, result = reported(tmp_path, cli, "{value: minimize, flat: minimize}", 8)
     assert "no importance for flat: flat is the same in every complete trial" in result.stdout
     assert list(pd.read_csv(run_dir / "importance.csv").columns) == [
         "param", "value", "evaluator", "trials",
