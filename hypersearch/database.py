@@ -13,14 +13,12 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, overload
-
-import optuna
-import sqlalchemy
-import sqlalchemy.exc
-from sqlalchemy.engine import make_url
+from typing import TYPE_CHECKING, Any, overload
 
 from hypersearch.errors import UserInputError, register_wording, user_errors
+
+if TYPE_CHECKING:  # optuna and SQLAlchemy are imported where a database is opened: every
+    import optuna  # process importing this module (trial workers too) would pay ~0.3 s
 
 STORAGE_ENV = "HYPERSEARCH_STORAGE"
 # user:password@ up to the last "@" (a password may hold an unescaped "@" or "/"), and query
@@ -115,6 +113,10 @@ def open_storage(url: str, field: str) -> optuna.storages.RDBStorage:
     driver or a database that cannot be reached is one line naming ``field``. SQLite runs in
     WAL mode (commits ~2x faster, readers never blocked; still safe against a killed process,
     which is the failure that matters here)."""
+    import optuna
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
     try:
         parsed = make_url(url)
     except Exception:
@@ -152,6 +154,8 @@ def _sqlite_pragmas(connection: Any, record: Any) -> None:
 def describe_error(err: BaseException, target: str | None) -> str | None:
     """A missing driver, a URL SQLAlchemy cannot use, or a database that cannot be reached or
     written, in one line; None for any other error. ``target`` is the (masked) URL or path."""
+    import sqlalchemy.exc
+
     backend, where = _backend(target)
     if isinstance(err, ModuleNotFoundError) and err.name and target and "://" in target:
         module = err.name.split(".")[0]
@@ -173,6 +177,8 @@ def describe_error(err: BaseException, target: str | None) -> str | None:
 
 def _backend(url: str | None) -> tuple[str, str | None]:
     """(backend name, ``host:port`` or None for a file database) of a masked storage URL."""
+    from sqlalchemy.engine import make_url
+
     try:
         parsed = make_url(url or "")
     except Exception:
@@ -185,6 +191,8 @@ def _backend(url: str | None) -> tuple[str, str | None]:
 
 def _database(url: str | None) -> str:
     """The database a URL names (a SQLite file's path), for messages."""
+    from sqlalchemy.engine import make_url
+
     try:
         return str(make_url(url or "").database)
     except Exception:

@@ -65,21 +65,6 @@ class Importance:
         return f"{EVALUATOR}, {sample}{self.complete} complete trials"
 
 
-def choice_index(value: Any, choices: Sequence[Any]) -> int | None:
-    """The choice a categorical value read back from trials.csv is (pandas may have turned
-    ``16`` into ``16.0`` and ``None`` into NaN); None when it is none of them."""
-    text = str(value)
-    for i, choice in enumerate(choices):
-        if str(choice) == text:
-            return i
-    for i, choice in enumerate(choices):
-        if isinstance(choice, int | float) and _number(value) == float(choice):
-            return i
-    if pd.isna(value) and None in choices:
-        return list(choices).index(None)
-    return None
-
-
 def _number(value: Any) -> float | None:
     try:
         return float(value)
@@ -111,7 +96,7 @@ def _params(row: Mapping[str, Any], experiment: Experiment) -> dict[str, Any] | 
     params: dict[str, Any] = {}
     for name, param in experiment.space.params.items():
         if isinstance(param, CategoricalParam):
-            index = choice_index(row[name], param.choices)
+            index = param.index_read_back(row[name])
             if index is None:
                 return None
             params[name] = str(param.choices[index])

@@ -22,7 +22,6 @@ from matplotlib.colors import Colormap, LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from hypersearch.importance import choice_index
 from hypersearch.plot_style import label, log_ok, run_title, save
 from hypersearch.results import COMPLETE, RunData
 from hypersearch.space import CategoricalParam
@@ -71,7 +70,7 @@ def _param_axis(run: RunData, name: str, values: pd.Series) -> Axis:
         choices = list(param.choices)
         step = 1.0 / (len(choices) - 1) if len(choices) > 1 else 0.0
         base = 0.0 if len(choices) > 1 else 0.5
-        index = [choice_index(v, choices) for v in values]
+        index = [param.index_read_back(v) for v in values]
         positions = np.array([np.nan if i is None else base + i * step for i in index])
         return Axis(name, positions, [(base + i * step, str(c)) for i, c in enumerate(choices)])
     numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)

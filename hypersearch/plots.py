@@ -89,8 +89,9 @@ def _axis_values(run: RunData, name: str, frame: np.ndarray) -> tuple[np.ndarray
     """Numeric positions of a parameter's values (categories: their index) and tick labels."""
     param = run.experiment.space.params[name]
     if isinstance(param, CategoricalParam):
-        choices = [str(c) for c in param.choices]
-        return np.array([choices.index(str(v)) for v in frame], dtype=float), choices
+        index = [param.index_read_back(v) for v in frame]
+        positions = np.array([np.nan if i is None else i for i in index], dtype=float)
+        return positions, [str(c) for c in param.choices]
     return np.asarray(frame, dtype=float), None
 
 

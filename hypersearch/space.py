@@ -260,6 +260,24 @@ class CategoricalParam(StrictModel):
         n = len(self.choices)
         return self.choices[min(int(u * n), n - 1)]
 
+    def index_read_back(self, value: Any) -> int | None:
+        """Which choice a value read back from a CSV file is, as text or as pandas typed it
+        (``"16"``, ``16.0`` and ``16`` are the choice 16; ``"True"`` is True); None for none."""
+        text = str(value)
+        for i, choice in enumerate(self.choices):
+            if str(choice) == text:
+                return i
+        if isinstance(value, bool):
+            return None  # True is not the choice 1
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return None
+        for i, choice in enumerate(self.choices):
+            if _choice_kind(choice) == "number" and choice == number:
+                return i
+        return None
+
     def to_optuna(self) -> od.BaseDistribution:
         from optuna.distributions import CategoricalDistribution
 

@@ -140,11 +140,8 @@ def _parsed(param: ParamSpec, text: str) -> Any:
     """A CSV cell as a value of ``param``'s type where it reads as one (else the text, which
     ``check_value`` then refuses)."""
     if isinstance(param, CategoricalParam):
-        for choice in param.choices:
-            if str(choice) == text:
-                return choice
-        numbers = [c for c in param.choices if not isinstance(c, bool | str)]
-        return next((c for c in numbers if _float(text) == c), text)
+        index = param.index_read_back(text)
+        return text if index is None else param.choices[index]
     if isinstance(param, IntParam):
         try:
             return int(text)

@@ -16,6 +16,29 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The suite runs on two pytest-xdist workers (``-n 2`` in pyproject.toml), a file at a time each
+# so module fixtures are built once; the files that start Ray share one worker (two Ray
+# instances would compete for ports and memory) and go first, being the longest share. Two
+# workers on two cores: torch's default of a thread per core in each process (GP fits here,
+# trainings in workers) would oversubscribe them, so one thread each.
+RAY_FILES = {"test_executor_ray.py", "test_ray_cluster.py", "test_population_dispatch.py"}
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in RAY_FILES)  # stable: files stay whole
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scheduling by scope, the scope being the file (or "ray" for the Ray files)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return "ray" if Path(file).name in RAY_FILES else file
+
+    return ByFile(config, log)
 
 
 @pytest.fixture

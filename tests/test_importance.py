@@ -19,7 +19,8 @@ import pytest
 from matplotlib.image import imread
 
 from hypersearch.experiment import load_experiment
-from hypersearch.importance import choice_index, importances
+from hypersearch.importance import importances
+from hypersearch.space import CategoricalParam
 from tests.conftest import run_cli
 
 OBJECTIVE = """
@@ -170,13 +171,25 @@ def test_compare_writes_importance_per_algorithm(tmp_path: Path, cli: Callable[.
 
 
 def test_importance_reads_categorical_and_log_values_back_from_csv(tmp_path: Path) -> None:
-    """trials.csv gives ``16`` back as ``16.0`` and ``None`` as NaN; a log parameter is measured
-    on its log scale, where the loss here is linear (on lr's own scale, where nine tenths of the
-    range lie above 0.1, fANOVA gives lr only about 0.65 and width a third)."""
-    assert choice_index(16.0, [8, 16, 32]) == 1
-    assert choice_index("relu", ["tanh", "relu"]) == 1
-    assert choice_index(float("nan"), ["a", None]) == 1
-    assert choice_index("gelu", ["tanh", "relu"]) is None
+    """trials.csv may give ``16`` back as ``16.0`` (and a choice ``1`` next to ``0.5`` as
+    ``1.0``); a log parameter is measured on its log scale, where the loss here is linear (on
+    lr's own scale, where nine tenths of the range lie above 0.1, fANOVA gives lr only about
+    0.65 and width a third)."""
+    widths = CategoricalParam(type="categorical", choices=[8, 16, 32])
+    assert [widths.index_read_back(v) for v in (16.0, "16", 16, "16.0", 17.0, "x")] == [
+        1,
+        1,
+        1,
+        1,
+        None,
+        None,
+    ]
+    mixed = CategoricalParam(type="categorical", choices=[0.5, 1, 2])
+    assert [mixed.index_read_back(v) for v in (1.0, "1.0", 0.5, True)] == [1, 1, 0, None]
+    flags = CategoricalParam(type="categorical", choices=[False, True])
+    assert [flags.index_read_back(v) for v in ("True", True, 1.0, "1")] == [1, 1, None, None]
+    names = CategoricalParam(type="categorical", choices=["tanh", "relu"])
+    assert [names.index_read_back(v) for v in ("relu", "gelu", float("nan"))] == [1, None, None]
     path = tmp_path / "exp.yaml"
     path.write_text(
         "name: mixed\nobjective: {synthetic: {function: sphere, dim: 3}}\n"
@@ -221,3 +234,26 @@ def test_parameters_that_never_varied_are_skipped_not_nan(tmp_path: Path) -> Non
     found = importances(trials, load_experiment(path))
     assert "value" not in found.table.columns
     assert "never varied" in found.skipped["value"]
+
+
+def test_report_draws_a_categorical_whose_choices_read_back_as_floats(
+    tmp_path: Path, cli: Callable[..., Any]
+) -> None:
+    """Choices ``[0.5, 1, 2]`` come back from trials.csv as ``1.0`` and ``2.0``: the pair plot
+    and the parallel coordinates place them on their choices (the pair plot once crashed)."""
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        "name: halves\nobjective: {synthetic: {function: sphere, dim: 2}}\n"
+        "params:\n"
+        "  x: {type: float, low: -1.0, high: 2.0}\n"
+        "  scale: {type: categorical, choices: [0.5, 1, 2]}\n"
+        "budget: {trials: 12}\n"
+    )
+    ran = cli("run", path, "--algo", "random", "--executor", "inline", "--out", tmp_path / "runs")
+    assert ran.returncode == 0, ran.stderr
+    run_dir = only_dir(tmp_path / "runs", "halves-random-*")
+    assert pd.read_csv(run_dir / "trials.csv")["scale"].dtype == float  # 1 reads back as 1.0
+    result = cli("report", run_dir)
+    assert result.returncode == 0, result.stderr
+    for name in ("params.png", "parallel_coordinates.png"):
+        assert_picture(run_dir / name)

@@ -103,7 +103,8 @@ def wait_for(condition: Callable[[], Any], what: str, driver: Driver | None = No
                 return value
             raise AssertionError(f"the driver exited ({driver.process.returncode}) before {what}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {WAIT_S:.0f}s waiting for {what}")
+            state = f"\n{driver.diagnosis()}" if driver is not None else ""
+            raise AssertionError(f"timed out after {WAIT_S:.0f}s waiting for {what}{state}")
         time.sleep(0.01)
 
 
@@ -159,6 +160,23 @@ class Driver:
     def output(self) -> str:
         return self.stdout_path.read_text() + self.stderr_path.read_text()
 
+    def diagnosis(self) -> str:
+        """What a failed wait needs to be understood: the trials' states, the start markers, the
+        driver's processes (state and kernel wait channel), the driver's and workers' output."""
+        lines = [f"starts: {starts(self.root)}"]
+        for run_dir in sorted((self.root / "runs").glob("*/")):
+            states = [(r["number"], r["state"], r.get("error", "")) for r in trials_csv(run_dir)]
+            lines.append(f"{run_dir.name}/trials.csv: {states}")
+            for log in sorted((run_dir / "logs").glob("*.log")):
+                lines.append(f"{log.name}: {log.read_text()[-2000:]}")
+        for pid in [self.process.pid, *descendants(self.process.pid)]:
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                wchan = Path(f"/proc/{pid}/wchan").read_text()
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                lines.append(f"pid {pid} {stat} {wchan}: {cmd[:120]}")
+        return "\n".join([*lines, f"driver output: {self.output[-3000:]}"])
+
     def sigkill(self) -> None:
         """SIGKILL the driver's process group and every worker: nothing gets to clean up."""
         if self.process.poll() is not None:
@@ -192,8 +210,9 @@ def drivers() -> Iterator[list[Driver]]:
 
 
 def run_dir_of(out: Path) -> Path | None:
-    """The run folder under ``out`` once it can be resumed (its manifest run.json exists)."""
-    found = list(out.glob("*/run.json")) if out.is_dir() else []
+    """The run folder under ``out`` once it can be resumed (its manifest run.json exists; the
+    hidden folder it is built in has one a moment before it gets its name)."""
+    found = [p for p in out.glob("*/run.json") if not p.parent.name.startswith(".")]
     return found[0].parent if found else None
 
 
