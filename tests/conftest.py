@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -138,27 +140,47 @@ def writable(path: Path) -> None:
         item.chmod(item.stat().st_mode | 0o200)
 
 
-def process_gone(pid: int) -> bool:
-    """True once ``pid`` no longer runs (a zombie waiting for its reaper counts as gone)."""
+def process_gone(pid: int, known_since: float | None = None) -> bool:
+    """True once ``pid`` no longer runs (a zombie waiting for its reaper counts as gone). PIDs
+    are reused (pid_max is 32768 here, and two xdist workers start processes all the time): given
+    ``known_since``, when the PID was known to be ours (epoch seconds: a pid file's mtime, a
+    snapshot's time), a process that started after it is another one, and ours is gone."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+    if fields[0] == "Z":
+        return True
+    if known_since is None:
+        return False
+    started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # since boot, as /proc/uptime counts
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return started > known_since - (time.time() - uptime) + 0.05
 
 
-def survivors(pids: list[int], timeout: float = 3.0) -> list[int]:
-    """The PIDs still running after a bounded poll (SIGKILL is delivered asynchronously)."""
+def pids_in(files: Iterable[Path]) -> dict[int, float]:
+    """PID -> when it was known to be ours (the mtime of the file it was written to)."""
+    return {int(path.read_text()): path.stat().st_mtime for path in files}
+
+
+def survivors(pids: Mapping[int, float] | Iterable[int], timeout: float = 3.0) -> list[int]:
+    """The PIDs still running after a bounded poll (SIGKILL is delivered asynchronously); a
+    mapping gives each PID the time it was known to be ours (see ``process_gone``)."""
+    known = dict(pids) if isinstance(pids, Mapping) else dict.fromkeys(pids)
     deadline = time.monotonic() + timeout
-    alive = [pid for pid in pids if not process_gone(pid)]
+    alive = [pid for pid, since in known.items() if not process_gone(pid, since)]
     while alive and time.monotonic() < deadline:
         time.sleep(0.05)
-        alive = [pid for pid in alive if not process_gone(pid)]
+        alive = [pid for pid in alive if not process_gone(pid, known[pid])]
     return alive
+
+
+def kill_ours(pids: Mapping[int, float]) -> None:
+    """SIGKILL each process that is still the one its PID named when it was known to be ours."""
+    for pid, since in pids.items():
+        if not process_gone(pid, since):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def sphere(x: np.ndarray) -> float:

@@ -32,7 +32,7 @@ from hypersearch.executors.ray_reports import ReportRelay  # noqa: E402
 from hypersearch.experiment import Budget, ObjectiveSpec  # noqa: E402
 from hypersearch.store import opened  # noqa: E402
 from hypersearch.trials import Report  # noqa: E402
-from tests.conftest import REPO, run_cli, survivors  # noqa: E402
+from tests.conftest import REPO, pids_in, run_cli, survivors  # noqa: E402
 from tests.test_early_stopping import (  # noqa: E402
     ASHA,
     MEDIAN,
@@ -186,7 +186,7 @@ def test_ray_python_failures_become_fail_trials(ray_address: str, tmp_path: Path
         # the `sleep` children of the hung trial and of the one that killed its worker are gone
         children = [p for p in pid_files(run.run_dir) if p.name == "grandchild.pid"]
         assert sorted(p.parent.name for p in children) == ["1", "2"]
-        assert survivors([int(p.read_text()) for p in children], timeout=10) == []
+        assert survivors(pids_in(children), timeout=10) == []
     finally:
         kill_strays(tmp_path)
 
@@ -230,12 +230,13 @@ def f(config, ctx):
 """
 
 
-def wait_for_pids(path: Path, timeout: float = 600) -> list[int]:
+def wait_for_pids(path: Path, timeout: float = 600) -> dict[int, float]:
+    """The two PIDs ``path`` lists once it lists them, each with the time it was written."""
     deadline = time.monotonic() + timeout
     while not path.exists() or len(path.read_text().split()) < 2:
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.05)
-    return [int(pid) for pid in path.read_text().split()]
+    return dict.fromkeys((int(pid) for pid in path.read_text().split()), path.stat().st_mtime)
 
 
 @pytest.mark.slow

@@ -16,7 +16,6 @@ import contextlib
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -32,7 +31,7 @@ from hypersearch.executors.local import LocalExecutor
 from hypersearch.experiment import ObjectiveSpec
 from hypersearch.objectives import build_objective
 from hypersearch.objectives.base import trial_seed
-from tests.conftest import process_gone, run_cli, survivors
+from tests.conftest import kill_ours, pids_in, run_cli, survivors
 
 SEED = 0
 
@@ -43,16 +42,15 @@ def pid_files(root: Path) -> list[Path]:
     return sorted(root.rglob("*.pid"))
 
 
-def read_pids(root: Path) -> list[int]:
-    return [int(p.read_text()) for p in pid_files(root)]
+def read_pids(root: Path) -> dict[int, float]:
+    """PID -> when it was written, for every pid file a trial wrote under ``root``."""
+    return pids_in(pid_files(root))
 
 
 def kill_strays(root: Path) -> None:
-    """Clean up after a test: SIGKILL every process whose PID a trial wrote under ``root``."""
-    for pid in read_pids(root):
-        if not process_gone(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    """Clean up after a test: SIGKILL every process whose PID a trial wrote under ``root`` (if
+    that PID has not gone to another process since)."""
+    kill_ours(read_pids(root))
 
 
 def wait_for(path: Path, timeout: float = 600.0) -> Path:
@@ -386,8 +384,8 @@ def test_local_executor_slots_results_and_shutdown(tmp_path: Path) -> None:
         assert executor.free_slots() == 1
         wait_for(tmp_path / "t1" / "grandchild.pid")
         idle = json.loads((tmp_path / "t0" / "ctx.json").read_text())["pid"]
-        pids = [*read_pids(tmp_path), idle]
-        assert len(set(pids)) == 3  # busy worker, its sleep, idle worker
+        pids = {**read_pids(tmp_path), idle: time.time()}
+        assert len(pids) == 3  # busy worker, its sleep, idle worker
         executor.shutdown()
         assert survivors(pids) == []
     finally:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import signal
 import sys
 import textwrap
 import time
@@ -42,7 +40,7 @@ from hypersearch.objectives.synthetic import (
     sphere,
     zdt1,
 )
-from tests.conftest import process_gone, run_cli, survivors
+from tests.conftest import kill_ours, pids_in, run_cli, survivors
 
 # Shell syntax that must reach the command as one plain argv item each.
 HOSTILE = ["; touch X", "$(touch X)", "`touch X`", "&& touch X", "| touch X", "a b {trial}"]
@@ -211,10 +209,9 @@ def test_command_timeout_kills_grandchild_holding_stdout(tmp_path: Path) -> None
             objective.evaluate({}, ctx_for(tmp_path, timeout=1.0))
         assert failure.value.reason == "timeout"
         assert time.monotonic() - started < 10
-        assert survivors([int(pid_file.read_text())]) == []
+        assert survivors(pids_in([pid_file])) == []
     finally:
-        if pid_file.exists() and not process_gone(int(pid_file.read_text())):
-            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        kill_ours(pids_in([pid_file] if pid_file.exists() else []))
 
 
 # -- the python objective --------------------------------------------------------------------------

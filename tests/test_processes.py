@@ -4,7 +4,6 @@ the run it resumes."""
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import signal
@@ -23,7 +22,7 @@ from hypersearch.errors import TrialFailure
 from hypersearch.executors.base import TrialRequest
 from hypersearch.experiment import ObjectiveSpec
 from hypersearch.processes import TRIAL_LOCK, descendants, holding_trial_dir, trial_dir_free
-from tests.conftest import REPO, survivors
+from tests.conftest import REPO, kill_ours, pids_in, survivors
 
 # Each trial writes its worker's PID and its `sleep` child's, then waits far past any test.
 HANGING = """
@@ -88,17 +87,15 @@ def _start(path: Path, out: Path, *args: str) -> subprocess.Popen:
 def test_sigkill_of_the_driver_takes_its_workers_and_their_children(tmp_path: Path) -> None:
     driver = _start(_experiment(tmp_path, HANGING), tmp_path / "runs")
     try:
-        pids = [int(p.read_text()) for p in _wait_for_files(tmp_path, "*.pid", 4, driver)]
-        workers = descendants(driver.pid)
-        assert set(pids) <= workers, "the trials run below the driver"
+        pids = pids_in(_wait_for_files(tmp_path, "*.pid", 4, driver))
+        workers = dict.fromkeys(descendants(driver.pid), time.time())
+        assert set(pids) <= set(workers), "the trials run below the driver"
         driver.send_signal(signal.SIGKILL)
         driver.wait()
         # A bound for a busy machine; without this fix they would run for 600 s.
-        assert survivors(sorted(workers), timeout=30) == []
+        assert survivors(workers, timeout=30) == []
     finally:
-        for pid in [int(p.read_text()) for p in tmp_path.rglob("*.pid")]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_ours(pids_in(tmp_path.rglob("*.pid")))
 
 
 def _worker(driver_pid: int) -> tuple[socket.socket, subprocess.Popen]:
@@ -154,11 +151,11 @@ def test_a_worker_in_a_trial_dies_when_its_driver_closes_the_socket(tmp_path: Pa
         while not child.exists():
             assert time.monotonic() < deadline and worker.poll() is None
             time.sleep(0.05)
-        sleep_pid = int(child.read_text())
+        sleep_pid = pids_in([child])
     finally:
         conn.close()
     assert worker.wait(timeout=300) == -signal.SIGKILL
-    assert survivors([sleep_pid], timeout=30) == []
+    assert survivors(sleep_pid, timeout=30) == []
 
 
 def test_a_held_trial_folder_is_not_shared(tmp_path: Path) -> None:
@@ -207,14 +204,12 @@ def test_resume_never_shares_a_trial_folder_with_a_stray_process(
     driver = _start(_experiment(tmp_path, HANGING), out)
     try:
         _wait_for_files(tmp_path, "*.pid", 4, driver)
-        workers = descendants(driver.pid)
+        workers = dict.fromkeys(descendants(driver.pid), time.time())
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-        assert survivors(sorted(workers), timeout=30) == []  # they let go of their folders
+        assert survivors(workers, timeout=30) == []  # they let go of their folders
     finally:
-        for pid in [int(p.read_text()) for p in tmp_path.rglob("*.pid")]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_ours(pids_in(tmp_path.rglob("*.pid")))
     [run_dir] = list(out.iterdir())
     cut_off = sorted(int(p.parent.name) for p in run_dir.glob("trials/*/worker.pid"))
     assert len(cut_off) == 2

@@ -28,7 +28,7 @@ from typing import Any
 import optuna
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, survivors
 
 BUDGET = 8
 NEVER = 10**9
@@ -108,15 +108,6 @@ def wait_for(condition: Callable[[], Any], what: str, driver: Driver | None = No
         time.sleep(0.01)
 
 
-def gone(pid: int) -> bool:
-    """True once ``pid`` no longer runs (a zombie waiting for its reaper counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
-
-
 def descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (from /proc: workers leave the driver's process group)."""
     children: dict[int, list[int]] = {}
@@ -181,14 +172,14 @@ class Driver:
         """SIGKILL the driver's process group and every worker: nothing gets to clean up."""
         if self.process.poll() is not None:
             return
-        workers = descendants(self.process.pid)
+        workers, known = descendants(self.process.pid), time.time()
         for pid in [self.process.pid, *workers]:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)  # the worker and what it started
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.process.wait(timeout=WAIT_S)
-        wait_for(lambda: all(gone(p) for p in workers), "the killed workers to disappear")
+        wait_for(lambda: not survivors(dict.fromkeys(workers, known), 0), "the workers to go")
 
     def wait(self) -> int:
         try:
@@ -198,6 +189,21 @@ class Driver:
             raise AssertionError(
                 f"the driver did not exit in {WAIT_S:.0f}s:\n{self.output}"
             ) from None
+
+
+def wait_until_held(driver: Driver, run_dir: Path, first: int) -> None:
+    """Until trials ``first`` and ``first + 1`` hold at the gate with every trial below them
+    finished; failing at once, with the driver's state, once that can no longer happen (the
+    folder gone, a held trial finished, a later trial started)."""
+    held = {first, first + 1}
+
+    def ready() -> bool:
+        started, finished = starts(driver.root).keys(), finished_numbers(trials_csv(run_dir))
+        if not run_dir.is_dir() or finished & held or max(started, default=0) > first + 1:
+            raise AssertionError(f"trials {sorted(held)} can no longer hold\n{driver.diagnosis()}")
+        return held <= started and finished == set(range(first))
+
+    wait_for(ready, f"trials {sorted(held)} to hold with {first} finished", driver)
 
 
 @pytest.fixture
@@ -337,15 +343,7 @@ def kill_and_resume(case: KillCase, root: Path) -> Killed:
     try:
         run_dir = wait_for(lambda: run_dir_of(out), "a resumable run folder", driver)
         if case.gated:  # exactly kill_at trials finished, the next two hold in the workers
-            held = {case.kill_at, case.kill_at + 1}
-            wait_for(
-                lambda: (
-                    held <= starts(root).keys()
-                    and len(finished_numbers(trials_csv(run_dir))) == case.kill_at
-                ),
-                f"trials {sorted(held)} to hold with {case.kill_at} finished",
-                driver,
-            )
+            wait_until_held(driver, run_dir, case.kill_at)
         elif case.when == "finished":
             wait_for(
                 lambda: len(finished_numbers(trials_csv(run_dir))) >= case.kill_at,
@@ -460,19 +458,13 @@ def interrupt(root: Path, drivers: list[Driver], signum: signal.Signals) -> tupl
     driver = Driver(root, str(experiment), "--algo", "random", "--parallel", "2", "--out", "runs")
     drivers.append(driver)
     run_dir = wait_for(lambda: run_dir_of(out), "a resumable run folder", driver)
-    wait_for(
-        lambda: (
-            {3, 4} <= starts(root).keys() and finished_numbers(trials_csv(run_dir)) == {0, 1, 2}
-        ),
-        "trials 3 and 4 to hold with 0-2 finished",
-        driver,
-    )
+    wait_until_held(driver, run_dir, 3)
+    workers = dict.fromkeys(starts(root)[3] + starts(root)[4], time.time())  # held: alive
     os.kill(driver.process.pid, signum)  # the driver alone, not its process group
     assert driver.wait() == 130, driver.output
     output = driver.output
     assert "--resume" in output and run_dir.name in output, output
-    workers = starts(root)[3] + starts(root)[4]
-    wait_for(lambda: all(gone(p) for p in workers), "the interrupted run's workers to exit")
+    wait_for(lambda: not survivors(workers, 0), "the interrupted run's workers to exit")
 
     saved = study_snapshot(run_dir)
     assert {n for n, t in saved.items() if t.state == "COMPLETE"} == {0, 1, 2}
