@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -154,23 +155,24 @@ def _sqlite_pragmas(connection: Any, record: Any) -> None:
 def describe_error(err: BaseException, target: str | None) -> str | None:
     """A missing driver, a URL SQLAlchemy cannot use, or a database that cannot be reached or
     written, in one line; None for any other error. ``target`` is the (masked) URL or path."""
-    import sqlalchemy.exc
-
-    backend, where = _backend(target)
     if isinstance(err, ModuleNotFoundError) and err.name and target and "://" in target:
         module = err.name.split(".")[0]
         package = _DRIVER_PACKAGES.get(module, module)
-        return f"{backend} needs the {module} package (pip install {package})"
-    if isinstance(err, sqlalchemy.exc.NoSuchModuleError):
+        return f"{_backend(target)[0]} needs the {module} package (pip install {package})"
+    exc = sys.modules.get("sqlalchemy.exc")
+    if exc is None:  # never imported: the error cannot be one of SQLAlchemy's
+        return None
+    backend, where = _backend(target)
+    if isinstance(err, exc.NoSuchModuleError):
         return f"unknown database kind {backend!r} (expected {URL_FORM})"
-    if isinstance(err, sqlalchemy.exc.ArgumentError):
+    if isinstance(err, exc.ArgumentError):
         return f"not a database URL SQLAlchemy understands (expected {URL_FORM})"
-    if not isinstance(err, sqlalchemy.exc.DBAPIError):
+    if not isinstance(err, exc.DBAPIError):
         return None
     reason = _dbapi_reason(err)
     if where is None:  # SQLite: a file
         return f"cannot use the database {_database(target)} ({reason})"
-    if isinstance(err, sqlalchemy.exc.OperationalError):
+    if isinstance(err, exc.OperationalError):
         return f"cannot connect to {backend} at {where} ({reason})"
     return f"{backend} at {where}: {reason}"
 

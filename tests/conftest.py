@@ -31,6 +31,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path.name not in RAY_FILES)  # stable: files stay whole
 
 
+@pytest.hookimpl(optionalhook=True)  # known to pytest only where xdist is installed
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """xdist's scheduling by scope, the scope being the file (or "ray" for the Ray files)."""
     from xdist.scheduler import LoadScopeScheduling
@@ -140,27 +141,30 @@ def writable(path: Path) -> None:
         item.chmod(item.stat().st_mode | 0o200)
 
 
+def boot_clock() -> float:
+    """Seconds since boot: the clock a process's start time in /proc is kept on."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
 def process_gone(pid: int, known_since: float | None = None) -> bool:
     """True once ``pid`` no longer runs (a zombie waiting for its reaper counts as gone). PIDs
     are reused (pid_max is 32768 here, and two xdist workers start processes all the time): given
-    ``known_since``, when the PID was known to be ours (epoch seconds: a pid file's mtime, a
-    snapshot's time), a process that started after it is another one, and ours is gone."""
+    ``known_since``, when the PID was known to be ours (``boot_clock`` seconds: a pid file's
+    mtime, a snapshot's time), a process that started after it is another one, and ours is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return True
     if fields[0] == "Z":
         return True
-    if known_since is None:
-        return False
-    started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # since boot, as /proc/uptime counts
-    uptime = float(Path("/proc/uptime").read_text().split()[0])
-    return started > known_since - (time.time() - uptime) + 0.05
+    started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: since boot, in ticks
+    return known_since is not None and started > known_since + 0.05
 
 
 def pids_in(files: Iterable[Path]) -> dict[int, float]:
-    """PID -> when it was known to be ours (the mtime of the file it was written to)."""
-    return {int(path.read_text()): path.stat().st_mtime for path in files}
+    """PID -> when it was known to be ours (when the file it was written to was written)."""
+    age = {path: time.time() - path.stat().st_mtime for path in files}
+    return {int(path.read_text()): boot_clock() - seconds for path, seconds in age.items()}
 
 
 def survivors(pids: Mapping[int, float] | Iterable[int], timeout: float = 3.0) -> list[int]:

@@ -32,7 +32,7 @@ from hypersearch.executors.ray_reports import ReportRelay  # noqa: E402
 from hypersearch.experiment import Budget, ObjectiveSpec  # noqa: E402
 from hypersearch.store import opened  # noqa: E402
 from hypersearch.trials import Report  # noqa: E402
-from tests.conftest import REPO, pids_in, run_cli, survivors  # noqa: E402
+from tests.conftest import REPO, boot_clock, pids_in, run_cli, survivors  # noqa: E402
 from tests.test_early_stopping import (  # noqa: E402
     ASHA,
     MEDIAN,
@@ -236,7 +236,8 @@ def wait_for_pids(path: Path, timeout: float = 600) -> dict[int, float]:
     while not path.exists() or len(path.read_text().split()) < 2:
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.05)
-    return dict.fromkeys((int(pid) for pid in path.read_text().split()), path.stat().st_mtime)
+    written = boot_clock() - (time.time() - path.stat().st_mtime)  # both ran then
+    return dict.fromkeys((int(pid) for pid in path.read_text().split()), written)
 
 
 @pytest.mark.slow

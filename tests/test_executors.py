@@ -31,7 +31,7 @@ from hypersearch.executors.local import LocalExecutor
 from hypersearch.experiment import ObjectiveSpec
 from hypersearch.objectives import build_objective
 from hypersearch.objectives.base import trial_seed
-from tests.conftest import kill_ours, pids_in, run_cli, survivors
+from tests.conftest import boot_clock, kill_ours, pids_in, run_cli, survivors
 
 SEED = 0
 
@@ -384,7 +384,7 @@ def test_local_executor_slots_results_and_shutdown(tmp_path: Path) -> None:
         assert executor.free_slots() == 1
         wait_for(tmp_path / "t1" / "grandchild.pid")
         idle = json.loads((tmp_path / "t0" / "ctx.json").read_text())["pid"]
-        pids = {**read_pids(tmp_path), idle: time.time()}
+        pids = {**read_pids(tmp_path), idle: boot_clock()}
         assert len(pids) == 3  # busy worker, its sleep, idle worker
         executor.shutdown()
         assert survivors(pids) == []
@@ -465,8 +465,7 @@ def test_inline_python_timeout_kills_what_the_trial_started(inline_python_run: R
     killed too (the driver lives on, so its group cannot be killed as a worker's is)."""
     names = [p.name for p in pid_files(inline_python_run.run_dir)]
     assert names == ["grandchild.pid", "worker.pid"]
-    grandchild = int((inline_python_run.run_dir / "trials/3/grandchild.pid").read_text())
-    assert survivors([grandchild]) == []
+    assert survivors(pids_in([inline_python_run.run_dir / "trials/3/grandchild.pid"])) == []
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ from hypersearch.errors import TrialFailure
 from hypersearch.executors.base import TrialRequest
 from hypersearch.experiment import ObjectiveSpec
 from hypersearch.processes import TRIAL_LOCK, descendants, holding_trial_dir, trial_dir_free
-from tests.conftest import REPO, kill_ours, pids_in, survivors
+from tests.conftest import REPO, boot_clock, kill_ours, pids_in, survivors
 
 # Each trial writes its worker's PID and its `sleep` child's, then waits far past any test.
 HANGING = """
@@ -88,7 +88,7 @@ def test_sigkill_of_the_driver_takes_its_workers_and_their_children(tmp_path: Pa
     driver = _start(_experiment(tmp_path, HANGING), tmp_path / "runs")
     try:
         pids = pids_in(_wait_for_files(tmp_path, "*.pid", 4, driver))
-        workers = dict.fromkeys(descendants(driver.pid), time.time())
+        workers = dict.fromkeys(descendants(driver.pid), boot_clock())
         assert set(pids) <= set(workers), "the trials run below the driver"
         driver.send_signal(signal.SIGKILL)
         driver.wait()
@@ -204,7 +204,7 @@ def test_resume_never_shares_a_trial_folder_with_a_stray_process(
     driver = _start(_experiment(tmp_path, HANGING), out)
     try:
         _wait_for_files(tmp_path, "*.pid", 4, driver)
-        workers = dict.fromkeys(descendants(driver.pid), time.time())
+        workers = dict.fromkeys(descendants(driver.pid), boot_clock())
         driver.send_signal(signal.SIGKILL)
         driver.wait()
         assert survivors(workers, timeout=30) == []  # they let go of their folders

@@ -28,7 +28,8 @@ from typing import Any
 import optuna
 import pytest
 
-from tests.conftest import run_cli, survivors
+from hypersearch.processes import descendants
+from tests.conftest import boot_clock, run_cli, survivors
 
 BUDGET = 8
 NEVER = 10**9
@@ -108,23 +109,6 @@ def wait_for(condition: Callable[[], Any], what: str, driver: Driver | None = No
         time.sleep(0.01)
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (from /proc: workers leave the driver's process group)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def _reset_sigint() -> None:
     # A test runner started in the background inherits SIGINT ignored, and Python keeps an
     # ignored SIGINT ignored: give the driver the disposition a terminal user's process has.
@@ -159,7 +143,7 @@ class Driver:
             states = [(r["number"], r["state"], r.get("error", "")) for r in trials_csv(run_dir)]
             lines.append(f"{run_dir.name}/trials.csv: {states}")
             for log in sorted((run_dir / "logs").glob("*.log")):
-                lines.append(f"{log.name}: {log.read_text()[-2000:]}")
+                lines.append(f"{log.name}: {log.read_text(errors='replace')[-2000:]}")
         for pid in [self.process.pid, *descendants(self.process.pid)]:
             with contextlib.suppress(OSError):
                 stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -172,7 +156,7 @@ class Driver:
         """SIGKILL the driver's process group and every worker: nothing gets to clean up."""
         if self.process.poll() is not None:
             return
-        workers, known = descendants(self.process.pid), time.time()
+        workers, known = descendants(self.process.pid), boot_clock()
         for pid in [self.process.pid, *workers]:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)  # the worker and what it started
@@ -459,7 +443,7 @@ def interrupt(root: Path, drivers: list[Driver], signum: signal.Signals) -> tupl
     drivers.append(driver)
     run_dir = wait_for(lambda: run_dir_of(out), "a resumable run folder", driver)
     wait_until_held(driver, run_dir, 3)
-    workers = dict.fromkeys(starts(root)[3] + starts(root)[4], time.time())  # held: alive
+    workers = dict.fromkeys(starts(root)[3] + starts(root)[4], boot_clock())  # held: alive
     os.kill(driver.process.pid, signum)  # the driver alone, not its process group
     assert driver.wait() == 130, driver.output
     output = driver.output

@@ -358,13 +358,18 @@ def test_workers_are_pinned_and_never_share_a_gpu_unless_allowed(
         assert len(shown) == len(expected)  # every chosen GPU was used
 
 
-def test_without_gpus_workers_run_on_the_cpu_with_a_share_of_the_cores() -> None:
+def test_without_gpus_workers_run_on_the_cpu_with_a_share_of_the_cores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from hypersearch.devices import discover_gpus, parse_gpus, plan_slots
 
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the test session sets 1
     slots = plan_slots([], parallel=2, cpu_count=8)
     assert [s.device for s in slots] == ["cpu", "cpu"]
     assert all(s.env["CUDA_VISIBLE_DEVICES"] == "" for s in slots)
-    assert slots[0].env["OMP_NUM_THREADS"] == os.environ.get("OMP_NUM_THREADS", "4")
+    assert slots[0].env["OMP_NUM_THREADS"] == "4"  # 8 cores, 2 workers
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert plan_slots([], parallel=2, cpu_count=8)[0].env["OMP_NUM_THREADS"] == "3"  # user's
     spread = plan_slots(["0", "1"], trials_per_gpu=2)
     assert [s.device for s in spread] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
     assert parse_gpus("0,2") == ["0", "2"] and parse_gpus("none") == []
