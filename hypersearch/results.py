@@ -15,7 +15,7 @@ but not in ``counted``, so it is in no budget, curve, failure count or best so f
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from hypersearch import pareto
 from hypersearch.errors import RunFolderError
 from hypersearch.experiment import Experiment, load_experiment
 from hypersearch.exports import CURVES, STEPS, SUPERSEDED, trials_frame
+from hypersearch.space import CategoricalParam
 from hypersearch.trials import COMPLETE, FAIL, PRUNED
 
 
@@ -146,8 +147,13 @@ def load_run(run_dir: str | Path) -> RunData:
         raise RunFolderError(f"{run_dir} is not a hypersearch run folder (no run.json)")
     experiment = load_experiment(run_dir / "experiment.yaml")
     summary = _read_json(run_dir / "summary.json")
-    trials = _read_csv(run_dir / "trials.csv")
-    front = _read_csv(run_dir / "pareto.csv")
+    text = [  # kept as written: the choice "0.10" is not the number 0.1, nor "01" the choice "1"
+        name
+        for name, param in experiment.space.params.items()
+        if isinstance(param, CategoricalParam) and all(isinstance(c, str) for c in param.choices)
+    ]
+    trials = _read_csv(run_dir / "trials.csv", text)
+    front = _read_csv(run_dir / "pareto.csv", text)
     if trials is None:  # created, but killed before its first export
         trials = trials_frame([], experiment)
     if front is None:
@@ -182,9 +188,10 @@ def _with_ranks(trials: pd.DataFrame, experiment: Experiment) -> pd.DataFrame:
     return trials
 
 
-def _read_csv(path: Path) -> pd.DataFrame | None:
+def _read_csv(path: Path, text: Sequence[str] = ()) -> pd.DataFrame | None:
+    """The file as a frame, the ``text`` columns as strings; None when missing or empty."""
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, dtype=dict.fromkeys(text, str))
     except (FileNotFoundError, pd.errors.EmptyDataError):
         return None
 

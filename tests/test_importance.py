@@ -20,6 +20,7 @@ from matplotlib.image import imread
 
 from hypersearch.experiment import load_experiment
 from hypersearch.importance import importances
+from hypersearch.results import load_run
 from hypersearch.space import CategoricalParam
 from tests.conftest import run_cli
 
@@ -257,3 +258,30 @@ def test_report_draws_a_categorical_whose_choices_read_back_as_floats(
     assert result.returncode == 0, result.stderr
     for name in ("params.png", "parallel_coordinates.png"):
         assert_picture(run_dir / name)
+
+
+def test_string_choices_that_look_like_numbers_read_back_as_written(
+    tmp_path: Path, cli: Callable[..., Any]
+) -> None:
+    """Choices "0.10", "01" and "1" are text: read back from trials.csv they stay themselves
+    (pandas would make 0.1 of the first and 1 of the last two), so every trial is counted."""
+    (tmp_path / "textobj.py").write_text(
+        "def f(config, ctx):\n"
+        '    return {"0.10": 1.0, "0.25": 2.0, "01": 3.0, "1": 4.0}[config["c"]] + config["x"]\n'
+    )
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        f"name: text\nobjective: {{python: {{function: 'textobj:f', path: ['{tmp_path}']}}}}\n"
+        "params:\n"
+        "  x: {type: float, low: 0.0, high: 1.0}\n"
+        "  c: {type: categorical, choices: ['0.10', '0.25', '01', '1']}\n"
+        "budget: {trials: 16}\n"
+    )
+    ran = cli("run", path, "--algo", "random", "--executor", "inline", "--out", tmp_path / "runs")
+    assert ran.returncode == 0, ran.stderr
+    run_dir = only_dir(tmp_path / "runs", "text-random-*")
+    chosen = load_run(run_dir).trials["c"].tolist()
+    assert set(chosen) <= {"0.10", "0.25", "01", "1"} and len(set(chosen)) >= 3, chosen
+    result = cli("report", run_dir)
+    assert result.returncode == 0, result.stderr
+    assert set(pd.read_csv(run_dir / "importance.csv")["trials"]) == {16}
