@@ -29,13 +29,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from hypersearch import importance
+from hypersearch import importance, warm_start
 from hypersearch.comparison import Comparison, evaluate, is_compare_dir, open_compare
 from hypersearch.comparison import compare as run_comparison
 from hypersearch.engine import RunResult
 from hypersearch.errors import UserInputError
 from hypersearch.experiment import budget_words
-from hypersearch.exports import CURVES
+from hypersearch.exports import CURVES, WARM_CSV
 from hypersearch.results import COMPLETE, PRUNED, RunData, is_run_dir, load_run
 from hypersearch.stats import Results
 from hypersearch.store import MAX_METRICS, RunStore, TrialRecord
@@ -338,6 +338,9 @@ def report(path: Path, console: Console) -> None:
         )
     )
     say(console, f"{run.algo} seed {run.seed}: {state}")
+    warm = run.summary.get("warm_start")
+    if warm:
+        say(console, warm_start.described(warm["told"], warm["skipped"], len(warm["runs"])))
     exports = ["trials.csv", "pareto.csv", "summary.json"]
-    exports += [CURVES] if (path / CURVES).is_file() else []
+    exports += [name for name in (CURVES, WARM_CSV) if (path / name).is_file()]
     say(console, f"run folder: {path} ({_files(*exports, *written)})")

@@ -184,7 +184,8 @@ def record(run_dir: Path, trials: Sequence[WarmTrial], experiment: Experiment, r
     """Keep a new run's warm trials in its folder and say how many were told (on stderr)."""
     if runs:
         save(run_dir, trials, experiment)
-        print(described(trials, runs), file=sys.stderr, flush=True)
+        told = sum(t.skipped is None for t in trials)
+        print(described(told, len(trials) - told, runs), file=sys.stderr, flush=True)
 
 
 # -- the run folder's copy -----------------------------------------------------------------------
@@ -255,11 +256,9 @@ def waiting(store: RunStore) -> list[tuple[Suggestion, dict[str, Any]]]:
 # -- what the run says about them ----------------------------------------------------------------
 
 
-def described(trials: Sequence[WarmTrial], runs: int) -> str:
+def described(told: int, skipped: int, runs: int) -> str:
     """``warm start: 37 trials from 2 runs told (5 skipped: out of bounds or unreadable; see
-    warm_start.csv)``."""
-    told = sum(t.skipped is None for t in trials)
-    skipped = len(trials) - told
+    warm_start.csv)``: said when the run starts, and by ``report``."""
     line = f"warm start: {_count(told, 'trial')} from {_count(runs, 'run')} told"
     why = f" ({skipped} skipped: out of bounds or unreadable; see warm_start.csv)"
     return line + (why if skipped else "")

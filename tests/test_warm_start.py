@@ -90,7 +90,7 @@ def test_a_warm_start_changes_what_a_learning_algorithm_asks(
 
 
 def test_a_comma_separated_list_and_skipped_trials(
-    source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], cli: Any
 ) -> None:
     narrow = experiment(tmp_path, "narrow", x1_high=2.0)
     outside = sum(float(r["x1"]) > 2.0 for r in rows(source / "trials.csv"))
@@ -110,6 +110,10 @@ def test_a_comma_separated_list_and_skipped_trials(
         assert not row["skipped"] or row["skipped"].startswith("x1: must be in [-5, 2]")
     summary = json.loads((run_dir / "summary.json").read_text())["warm_start"]
     assert (summary["told"], summary["skipped"]) == (told, 2 * outside)
+    reported = cli("report", run_dir)  # says it too, and lists the file
+    assert reported.returncode == 0, reported.stderr
+    assert f"warm start: {told} trials from 2 runs told ({2 * outside} skipped" in reported.stdout
+    assert "warm_start.csv" in reported.stdout.splitlines()[-1]
 
 
 @pytest.mark.parametrize(
