@@ -237,22 +237,29 @@ def test_parameters_that_never_varied_are_skipped_not_nan(tmp_path: Path) -> Non
     assert "never varied" in found.skipped["value"]
 
 
+def random_run(tmp_path: Path, cli: Callable[..., Any], text: str) -> Path:
+    """The run folder of an inline random-search run of the experiment ``text``."""
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    ran = cli("run", path, "--algo", "random", "--executor", "inline", "--out", tmp_path / "runs")
+    assert ran.returncode == 0, ran.stderr
+    return only_dir(tmp_path / "runs", "*-random-*")
+
+
 def test_report_draws_a_categorical_whose_choices_read_back_as_floats(
     tmp_path: Path, cli: Callable[..., Any]
 ) -> None:
     """Choices ``[0.5, 1, 2]`` come back from trials.csv as ``1.0`` and ``2.0``: the pair plot
     and the parallel coordinates place them on their choices (the pair plot once crashed)."""
-    path = tmp_path / "exp.yaml"
-    path.write_text(
+    run_dir = random_run(
+        tmp_path,
+        cli,
         "name: halves\nobjective: {synthetic: {function: sphere, dim: 2}}\n"
         "params:\n"
         "  x: {type: float, low: -1.0, high: 2.0}\n"
         "  scale: {type: categorical, choices: [0.5, 1, 2]}\n"
-        "budget: {trials: 12}\n"
+        "budget: {trials: 12}\n",
     )
-    ran = cli("run", path, "--algo", "random", "--executor", "inline", "--out", tmp_path / "runs")
-    assert ran.returncode == 0, ran.stderr
-    run_dir = only_dir(tmp_path / "runs", "halves-random-*")
     assert pd.read_csv(run_dir / "trials.csv")["scale"].dtype == float  # 1 reads back as 1.0
     result = cli("report", run_dir)
     assert result.returncode == 0, result.stderr
@@ -269,17 +276,15 @@ def test_string_choices_that_look_like_numbers_read_back_as_written(
         "def f(config, ctx):\n"
         '    return {"0.10": 1.0, "0.25": 2.0, "01": 3.0, "1": 4.0}[config["c"]] + config["x"]\n'
     )
-    path = tmp_path / "exp.yaml"
-    path.write_text(
+    run_dir = random_run(
+        tmp_path,
+        cli,
         f"name: text\nobjective: {{python: {{function: 'textobj:f', path: ['{tmp_path}']}}}}\n"
         "params:\n"
         "  x: {type: float, low: 0.0, high: 1.0}\n"
         "  c: {type: categorical, choices: ['0.10', '0.25', '01', '1']}\n"
-        "budget: {trials: 16}\n"
+        "budget: {trials: 16}\n",
     )
-    ran = cli("run", path, "--algo", "random", "--executor", "inline", "--out", tmp_path / "runs")
-    assert ran.returncode == 0, ran.stderr
-    run_dir = only_dir(tmp_path / "runs", "text-random-*")
     chosen = load_run(run_dir).trials["c"].tolist()
     assert set(chosen) <= {"0.10", "0.25", "01", "1"} and len(set(chosen)) >= 3, chosen
     result = cli("report", run_dir)
