@@ -136,25 +136,23 @@ def postgres() -> Iterator[str]:
         as_user = [runuser, "-u", "postgres", "--"]
     root = Path(tempfile.mkdtemp(prefix="hypersearch-postgres-"))
     root.chmod(0o777)
-    data, sockets, port = root / "data", root / "sockets", _free_port()
+    data, sockets = root / "data", root / "sockets"
 
     def run(*argv: str) -> None:
         subprocess.run([*as_user, *argv], check=True, capture_output=True, timeout=300, cwd="/")
 
     run(str(bin_dir / "initdb"), "-D", str(data), "--auth-local=trust", "--auth-host=scram-sha-256")
     run("mkdir", str(sockets))
-    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
-    run(
-        str(bin_dir / "pg_ctl"),
-        "-D",
-        str(data),
-        "-o",
-        options,
-        "-l",
-        str(root / "log"),
-        "-w",
-        "start",
-    )
+    for attempt in range(3):  # a port free a moment ago may be taken (Ray, on the other worker)
+        port = _free_port()
+        options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
+        pg_ctl = [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log")]
+        try:
+            run(*pg_ctl, "-w", "start")
+            break
+        except subprocess.CalledProcessError:
+            if attempt == 2:
+                raise
     try:
         psql = [str(bin_dir / "psql"), "-h", str(sockets), "-p", str(port), "-d", "postgres"]
         run(*psql, "-c", f"CREATE USER hs WITH PASSWORD '{PASSWORD}'")
