@@ -69,7 +69,7 @@ class Outcome:
     device: str  # and its arithmetic: "cpu, float32", "cuda, mixed precision, bf16"
     ramp: tuple[float, float, int]  # start, end, steps
     curves: list[Curve]
-    suggestions: list[Suggestion]
+    suggestions: list[Suggestion | str]  # a curve too short to read: why, instead
     narrowed: tuple[float, float] | None
     remarks: list[str]
 
@@ -205,12 +205,13 @@ def lr_find(
         ramp=ramp,
         done=None if progress is None else lambda c: progress(f"{c.label}: {c.stopped}"),
     )
-    suggestions = [suggest(c.lrs, c.smoothed, steps // 10) for c in curves]
+    suggestions = _suggestions(curves, steps // 10)
+    found = [s for s in suggestions if isinstance(s, Suggestion)]
     narrowed, remarks, narrowed_yaml = None, [], None
     if narrow:
         param = exp.params[LR]
         assert isinstance(param, FloatParam)  # check_experiment made sure
-        low, high, remark = narrowed_range(suggestions, param)
+        low, high, remark = narrowed_range(found, param)
         narrowed = (low, high)
         remarks += [remark] if remark else []
         narrowed_exp, dropped = narrowed_experiment(exp, low, high)
@@ -227,11 +228,30 @@ def lr_find(
         title=f"{exp.name}: lr range test ({first.model} on {first.dataset}, "
         f"batch {first.batch_size}, {where})",
         curves=curves,
-        marks=[[(STEEPEST, s.steepest), (MIN_OVER_10, s.min_over_10)] for s in suggestions],
+        marks=[
+            [(STEEPEST, s.steepest), (MIN_OVER_10, s.min_over_10)]
+            if isinstance(s, Suggestion)
+            else []
+            for s in suggestions
+        ],
         narrowed=narrowed,
         narrowed_yaml=narrowed_yaml,
     )
     return Outcome(folder, the_plan, where, ramp, curves, suggestions, narrowed, remarks)
+
+
+def _suggestions(curves: Sequence[Curve], skip_start: int) -> list[Suggestion | str]:
+    """Each curve's suggestions, or why it has none (it diverged too early to read); an error
+    only when no curve has any, so one bad momentum or weight decay does not cost the others."""
+    found: list[Suggestion | str] = []
+    for curve in curves:
+        try:
+            found.append(suggest(curve.lrs, curve.smoothed, skip_start))
+        except UserInputError as err:
+            found.append(str(err).removeprefix("--start: "))
+    if not any(isinstance(s, Suggestion) for s in found):
+        raise UserInputError(f"--start: {found[0]}")
+    return found
 
 
 def summary_lines(exp: Experiment, outcome: Outcome) -> list[str]:
@@ -250,8 +270,11 @@ def summary_lines(exp: Experiment, outcome: Outcome) -> list[str]:
     if outcome.plan.chosen:
         lines.append(f"  other parameters: {', '.join(outcome.plan.chosen)}")
     for curve, suggestion in zip(outcome.curves, outcome.suggestions, strict=True):
+        lines.append(f"{curve.label}: {curve.stopped}")
+        if isinstance(suggestion, str):
+            lines.append(f"  no suggestion: {suggestion}")
+            continue
         lines += [
-            f"{curve.label}: {curve.stopped}",
             f"  suggested lr ({STEEPEST}): {suggestion.steepest:.3g}",
             f"  suggested lr ({MIN_OVER_10}): {suggestion.min_over_10:.3g}",
         ]

@@ -171,6 +171,33 @@ def test_weight_decay_values_give_one_curve_each(cli, write_experiment, tmp_path
     assert "momentum=0.875 (middle of params.momentum)" in result.stdout
 
 
+def test_a_curve_that_diverges_at_once_gets_no_suggestion_and_costs_the_others_nothing(
+    cli, write_experiment, tmp_path: Path
+) -> None:
+    """A weight decay of 1e9 blows the weights up at the first step: that curve says why it has
+    no suggestion; the other curve's suggestions and the narrowed range stand."""
+    out = tmp_path / "runs"
+    path = write_experiment(MLP)
+    result = cli("lr-find", "--weight-decay", "0", "1e9", path, "--steps", "40", "--narrow",
+                 "--out", out)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    bad = lines.index(next(line for line in lines if line.startswith("weight_decay=1e+09: ")))
+    assert lines[bad + 1].startswith("  no suggestion: the loss diverged at step 2 ")
+    assert len(STEEPEST.findall(result.stdout)) == len(MIN_OVER_10.findall(result.stdout)) == 1
+    (folder,) = out.glob("lr-find-*")
+    steepest = float(STEEPEST.findall(result.stdout)[0])
+    lr = load_experiment(folder / "experiment.narrowed.yaml").params["lr"]
+    assert isinstance(lr, FloatParam) and lr.low == pytest.approx(steepest / 10, rel=0.01)
+    # with no curve left to read, the test fails as one would alone: one error line, exit 2
+    alone = cli("lr-find", "--weight-decay", "1e9", path, "--steps", "40", "--out", out / "x")
+    assert alone.returncode == 2
+    assert alone.stderr.splitlines()[-1].startswith(
+        "error: --start: the loss diverged at step 2 (lr 1.6e-07), too early to suggest"
+    )
+    assert not (out / "x").exists()
+
+
 @pytest.mark.parametrize(
     ("text", "args", "message"),
     [
