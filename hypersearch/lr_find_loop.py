@@ -25,7 +25,7 @@ import torch
 
 from hypersearch.errors import ExperimentError, HypersearchError, UserInputError
 from hypersearch.objectives.trainer.data import Dataset
-from hypersearch.objectives.trainer.loop import Fit, prepare_device, seeded_model
+from hypersearch.objectives.trainer.loop import Fit, amp_dtype, prepare_device, seeded_model
 from hypersearch.objectives.trainer.settings import TrainerSpec
 
 STOP_FACTOR = 4.0  # fastai's: stop once the smoothed loss exceeds 4x its best
@@ -109,10 +109,11 @@ def resolve_device(requested: str) -> str:
 
 
 def precision(settings: TrainerSpec, device: str) -> str:
-    """The arithmetic a trial uses on ``device`` (as ``loop._autocast`` chooses it)."""
-    if device != "cuda" or not settings.amp:
+    """The arithmetic a trial uses on ``device``, in words (``loop.amp_dtype`` decides it)."""
+    dtype = amp_dtype(torch.device(device), settings.amp)
+    if dtype is None:
         return "float32"
-    if torch.cuda.is_bf16_supported():
+    if dtype == torch.bfloat16:
         return "mixed precision, bf16"
     return "mixed precision, fp16 with a gradient scaler"
 

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from hypersearch import results
+from hypersearch import pareto, results
 from hypersearch.algorithms.base import Observation, Suggestion
 from hypersearch.errors import RunFolderError, UserInputError, user_errors
-from hypersearch.experiment import Experiment
+from hypersearch.experiment import Experiment, load_experiment
 from hypersearch.exports import WARM_CSV, atomic_write
 from hypersearch.initial import ParamSpec, check_value, enqueued_id, load_enqueued
 from hypersearch.space import CategoricalParam, IntParam
@@ -80,7 +80,7 @@ def gather(given: Sequence[str | Path], experiment: Experiment) -> list[WarmTria
         if not results.is_run_dir(run_dir):
             raise RunFolderError(f"{FLAG}: {run_dir} is not a hypersearch run folder (no run.json)")
         try:
-            source = results.load_run(run_dir).experiment
+            source = load_experiment(run_dir / "experiment.yaml")
         except UserInputError as err:
             raise UserInputError(f"{FLAG}: {run_dir}: {err}") from None
         _check_compatible(run_dir, source, experiment)
@@ -228,14 +228,11 @@ def observations(store: RunStore) -> list[Observation]:
     exp = store.experiment
     told = [t for t in load(store.run_dir, exp) if t.skipped is None]
     first = enqueued_id(0, len(exp.initial)) - len(told)
-    sign = {m: (-1.0 if d == "maximize" else 1.0) for m, d in exp.objectives.items()}
+    values = np.array([[t.metrics[m] for m in exp.objectives] for t in told], dtype=float)
+    losses = pareto.to_losses(values, list(exp.objectives.values()))
     return [
-        Observation(
-            first + k,
-            exp.space.encode(t.config),
-            tuple(sign[m] * t.metrics[m] for m in exp.objectives),
-        )
-        for k, t in enumerate(told)
+        Observation(first + k, exp.space.encode(t.config), tuple(float(v) for v in row))
+        for k, (t, row) in enumerate(zip(told, losses, strict=True))
     ]
 
 

@@ -54,13 +54,21 @@ def _scheduler(
     return None
 
 
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """The dtype mixed precision computes in on ``device``: bf16 where the GPU has it, else fp16
+    (with a gradient scaler); None for plain float32 (the CPU, or AMP off)."""
+    if device.type != "cuda" or not enabled:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def _autocast(device: torch.device, enabled: bool) -> tuple[Any, torch.amp.GradScaler | None]:
     """The autocast context and grad scaler for mixed precision (CUDA only)."""
-    if device.type != "cuda" or not enabled:
+    dtype = amp_dtype(device, enabled)
+    if dtype is None:
         return torch.autocast(device.type, enabled=False), None
-    if torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16), None
-    return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return torch.autocast("cuda", dtype=dtype), scaler
 
 
 def _loss_dtype(dtype: torch.dtype) -> torch.dtype:
